@@ -1,0 +1,169 @@
+"""Loads a hparams file (``hparams/<bench>/*.yaml``) into a validated, frozen ``Preset``.
+
+The file format is described in ``rules/README.md``. Every problem in a file is collected
+and reported at once as ``Violation`` lines (``file: key = value: rule``); nothing in the
+file is ever evaluated as code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from mlperf_train import whitelist
+from mlperf_train.errors import UsageError
+from mlperf_train.rules import benchmark_rules
+
+HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
+TOP_LEVEL_KEYS = {"benchmark", "preset", "target", "max_epochs", "eval", "hparams", "settings"}
+REFERENCE_PRESET = "reference"
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    source: str
+    key: str
+    value: Any
+    rule: str
+
+    def __str__(self) -> str:
+        shown = "(missing)" if self.value is whitelist.MISSING else repr(self.value)
+        return f"{self.source}: {self.key} = {shown}: {self.rule}"
+
+
+class HparamsInvalid(UsageError):
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        super().__init__("\n".join(str(v) for v in violations))
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A validated hparams file."""
+
+    path: str
+    benchmark: str
+    name: str                           # "reference" or the small preset's name
+    ruleset: str
+    division: str
+    target: float | Mapping[str, float]  # the ruleset's target, or the small preset's own
+    max_epochs: int
+    eval: Mapping[str, Any]             # cadence override (small presets only), else empty
+    hparams: Mapping[str, Any]          # whitelisted keys, logged as they are
+    settings: Any                       # the benchmark's Settings dataclass instance
+
+    @property
+    def is_small(self) -> bool:
+        return self.name != REFERENCE_PRESET
+
+
+def default_preset_path(benchmark: str) -> Path:
+    """The embedded default a new user runs first: the small preset."""
+    return HPARAMS_DIR / benchmark / "small.yaml"
+
+
+def read_yaml(path: Path) -> tuple[Any, list[Violation]]:
+    source = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f), []
+    except OSError as error:
+        return None, [Violation(source, "(file)", whitelist.MISSING, f"cannot read: {error.strerror}")]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        return None, [Violation(source, "(file)", whitelist.MISSING, f"malformed YAML{where}: {problem}")]
+
+
+def check_file(path: Path, ruleset: str | None, division: str,
+               benchmark_settings: type | None = None, expected_benchmark: str | None = None
+               ) -> tuple[dict | None, list[Violation]]:
+    """Validate one hparams file; return (raw document, violations)."""
+    source = str(path)
+    doc, violations = read_yaml(path)
+    if violations:
+        return None, violations
+    if not isinstance(doc, dict):
+        return None, [Violation(source, "(file)", doc, "must be a mapping with `benchmark` and `hparams`")]
+    for key in sorted(set(doc) - TOP_LEVEL_KEYS):
+        violations.append(Violation(source, key, doc[key], f"unknown top-level key; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}"))
+    benchmark = doc.get("benchmark")
+    if not isinstance(benchmark, str):
+        violations.append(Violation(source, "benchmark", doc.get("benchmark", whitelist.MISSING), "required: the benchmark name"))
+        return doc, violations
+    if expected_benchmark and benchmark != expected_benchmark:
+        violations.append(Violation(source, "benchmark", benchmark, f"this run is for {expected_benchmark!r}"))
+    preset = doc.get("preset", REFERENCE_PRESET)
+    if not isinstance(preset, str):
+        violations.append(Violation(source, "preset", preset, "must be a string"))
+        preset = REFERENCE_PRESET
+    is_small = preset != REFERENCE_PRESET
+    if is_small and "target" not in doc:
+        violations.append(Violation(source, "target", whitelist.MISSING, "a small preset states its own target"))
+    if not is_small:
+        for key in ("target", "eval"):
+            if key in doc:
+                violations.append(Violation(source, key, doc[key], "only a small preset may set this; the reference preset uses the ruleset's"))
+    max_epochs = doc.get("max_epochs", whitelist.MISSING)
+    if not (isinstance(max_epochs, int) and not isinstance(max_epochs, bool) and max_epochs >= 1):
+        violations.append(Violation(source, "max_epochs", max_epochs, "required: integer >= 1"))
+    try:
+        rules = benchmark_rules(benchmark, ruleset)
+    except UsageError as error:
+        violations.append(Violation(source, "benchmark", benchmark, str(error)))
+        return doc, violations
+    hparams = doc.get("hparams") or {}
+    if not isinstance(hparams, dict):
+        violations.append(Violation(source, "hparams", hparams, "must be a mapping"))
+        hparams = {}
+    violations += [Violation(source, f"hparams.{v.key}", v.value, v.rule)
+                   for v in whitelist.check(hparams, benchmark, rules.ruleset, division)]
+    if benchmark_settings is not None:
+        violations += _check_settings(source, doc.get("settings") or {}, benchmark_settings,
+                                      closed_reference=(division == "closed" and not is_small))
+    return doc, violations
+
+
+def _check_settings(source: str, settings: Any, settings_class: type, closed_reference: bool) -> list[Violation]:
+    if not isinstance(settings, dict):
+        return [Violation(source, "settings", settings, "must be a mapping")]
+    fields = {f.name: f for f in dataclasses.fields(settings_class)}
+    violations = []
+    for key, value in settings.items():
+        field = fields.get(key)
+        if field is None:
+            violations.append(Violation(source, f"settings.{key}", value, f"unknown setting; allowed: {', '.join(fields)}"))
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        if not whitelist.same_type(value, default):
+            violations.append(Violation(source, f"settings.{key}", value, f"must be {type(default).__name__} like the default {default!r}"))
+        elif closed_reference and field.metadata.get("closed") and value != default:
+            violations.append(Violation(source, f"settings.{key}", value, f"fixed at {default!r} in the closed division"))
+    return violations
+
+
+def load_preset(path: Path, ruleset: str | None = None, division: str = "closed",
+                settings_class: type | None = None, expected_benchmark: str | None = None) -> Preset:
+    """Load and validate; raise ``HparamsInvalid`` listing every violation."""
+    doc, violations = check_file(path, ruleset, division, settings_class, expected_benchmark)
+    if violations:
+        raise HparamsInvalid(violations)
+    rules = benchmark_rules(doc["benchmark"], ruleset)
+    is_small = doc.get("preset", REFERENCE_PRESET) != REFERENCE_PRESET
+    settings = settings_class(**(doc.get("settings") or {})) if settings_class else types.MappingProxyType(doc.get("settings") or {})
+    return Preset(
+        path=str(path),
+        benchmark=doc["benchmark"],
+        name=doc.get("preset", REFERENCE_PRESET),
+        ruleset=rules.ruleset,
+        division=division,
+        target=doc["target"] if is_small else rules.target,
+        max_epochs=doc["max_epochs"],
+        eval=types.MappingProxyType(dict(doc.get("eval") or {})),
+        hparams=types.MappingProxyType(dict(doc.get("hparams") or {})),
+        settings=settings,
+    )
