@@ -32,6 +32,8 @@ class RunEnv:
     local_rank: int = 0
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
+    # The current run's dataset handle (benchmark.Dataset); closed until run_start.
+    dataset: object = None
 
     @property
     def is_distributed(self) -> bool:

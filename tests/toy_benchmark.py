@@ -1,0 +1,83 @@
+"""A tiny benchmark that drives the engine through every way a run can end.
+
+Its quality after epoch e is ``e / 10``; knobs make it slow to init, touch data too
+early, crash, or receive a signal in a chosen epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from mlperf_train.benchmark import Benchmark, TrainStats
+from mlperf_train.hparams import Preset
+from mlperf_train.rules import BenchmarkRules, EvalCadence
+
+
+@dataclasses.dataclass(frozen=True)
+class ToySettings:
+    init_seconds: float = 0.0
+    touch_data_in_init: bool = False
+    crash_in_epoch: int = 0
+    signal_in_epoch: int = 0
+    epoch_seconds: float = 0.0
+
+
+class ToyBenchmark(Benchmark):
+    name = "toy"
+    metric = "accuracy"
+    Settings = ToySettings
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def generate_small(self, data_dir: Path, settings, seed: int) -> None:
+        (Path(data_dir) / "data.txt").write_text("toy data\n")
+
+    def init(self, preset, env):
+        self.calls.append("init")
+        settings = preset.settings
+        if settings.touch_data_in_init:
+            env.dataset.root  # noqa: B018 - must raise: data is not available before run_start
+        time.sleep(settings.init_seconds)
+        model = env.wrap_model(torch.nn.Linear(2, 1))
+        return types.SimpleNamespace(model=model, settings=settings, data=None)
+
+    def open_data(self, state, dataset):
+        self.calls.append("open_data")
+        state.data = (dataset.root / "data.txt").read_text()
+
+    def train_epoch(self, state, epoch):
+        self.calls.append(f"train {epoch}")
+        if epoch == state.settings.crash_in_epoch:
+            raise RuntimeError("the toy crashed")
+        if epoch == state.settings.signal_in_epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives during this sleep
+        time.sleep(state.settings.epoch_seconds)
+        return TrainStats(num_samples=100, loss=1.0 / epoch)
+
+    def evaluate(self, state, epoch):
+        self.calls.append(f"eval {epoch}")
+        return epoch / 10
+
+    def logged_hparams(self, preset, env):
+        return {"train_samples": 100, "eval_samples": 10}
+
+
+def toy_preset(target=0.3, max_epochs=5, **settings) -> Preset:
+    return Preset(path="toy.yaml", benchmark="toy", name="small", ruleset="0.7.0", division="closed",
+                  target=target, max_epochs=max_epochs, eval=types.MappingProxyType({}),
+                  hparams=types.MappingProxyType({"global_batch_size": 8, "opt_name": "sgd"}),
+                  settings=ToySettings(**settings))
+
+
+def toy_rules(every_epochs=1) -> BenchmarkRules:
+    return BenchmarkRules(ruleset="0.7.0", benchmark="toy", metric="accuracy", direction="higher",
+                          target=0.3, runs=3, aggregation={"method": "olympic", "max_non_converged": 1},
+                          eval=EvalCadence(every_epochs=every_epochs), reference_minutes=None)
