@@ -105,6 +105,16 @@ class RunEnv:
         if self.is_distributed:
             dist.barrier()
 
+    def shard_batch(self, global_batch: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch (dimension 0).
+
+        When every rank draws the same global batch (same seed) and keeps its slice, the
+        gradients DDP averages are those of the global batch: training follows the same
+        trajectory whatever the world size (tests/test_distributed.py shows it).
+        """
+        part = self.shard(global_batch.shape[0])
+        return global_batch[part.start:part.stop]
+
     def shard(self, num_items: int) -> range:
         """This rank's contiguous share of ``num_items`` items (for evaluation sets)."""
         per_rank = -(-num_items // self.world_size)
