@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from mlperf_train.benchmark import Benchmark
@@ -18,6 +19,9 @@ from mlperf_train.distributed import RunEnv
 
 # The generated data depends on the settings only, never on a run's seed.
 DATA_SEED = 0
+# Other ranks wait this long for local rank 0 to generate (longer than any collective
+# timeout: generating a small image dataset can take minutes).
+GENERATION_WAIT_SECONDS = 2 * 3600
 
 
 def cache_root() -> Path:
@@ -42,5 +46,9 @@ def small_dataset(bench: Benchmark, preset, env: RunEnv) -> Path:
             os.replace(scratch, target)
         except OSError:  # another process finished first: theirs is as good as ours
             shutil.rmtree(scratch, ignore_errors=True)
-    env.barrier()
+    deadline = time.monotonic() + GENERATION_WAIT_SECONDS
+    while not target.is_dir():  # not a barrier: generation may outlast the collective timeout
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"local rank 0 did not finish generating {target}")
+        time.sleep(0.5)
     return target

@@ -119,9 +119,6 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
     log.event("cache_clear", cache_cleared)
 
     env.dataset = Dataset(data_root)
-    init_start_ms = clock.synced_now_ms(env)
-    log.start("init_start", time_ms=init_start_ms)
-    log.event("seed", seed)
 
     def start_clock(time_ms: int) -> None:
         log.end("init_stop", time_ms=time_ms)
@@ -129,6 +126,9 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
         outcome.run_start_ms = time_ms
 
     try:
+        init_start_ms = clock.synced_now_ms(env)
+        log.start("init_start", time_ms=init_start_ms)
+        log.event("seed", seed)
         env.seed_everything(seed)
         with clock.InitWatchdog(init_limit_seconds, start_clock):
             state = benchmark.init(preset, env)

@@ -45,8 +45,8 @@ def toy_series(out: str, mode: str) -> int:
 
     env = RunEnv.from_environment(device="cpu")
     settings = {"epoch_seconds": 0.2}
-    if mode == "sigterm-rank1" and env.rank == 1:
-        settings["signal_in_epoch"] = 2
+    if mode == "sigterm-rank1":  # the same settings on every rank: they key the data cache
+        settings.update(signal_in_epoch=2, signal_rank=1)
     preset = toy_preset(target=0.3 if mode == "success" else 0.9, max_epochs=6, **settings)
     series.load_series_preset = lambda config: (ToyBenchmark(), preset)
     series.benchmark_rules = lambda name, ruleset: toy_rules()

@@ -25,6 +25,7 @@ class ToySettings:
     touch_data_in_init: bool = False
     crash_in_epoch: int = 0
     signal_in_epoch: int = 0
+    signal_rank: int = -1  # -1: every rank gets the signal
     epoch_seconds: float = 0.0
 
 
@@ -46,7 +47,7 @@ class ToyBenchmark(Benchmark):
             env.dataset.root  # noqa: B018 - must raise: data is not available before run_start
         time.sleep(settings.init_seconds)
         model = env.wrap_model(torch.nn.Linear(2, 1))
-        return types.SimpleNamespace(model=model, settings=settings, data=None)
+        return types.SimpleNamespace(model=model, settings=settings, data=None, rank=env.rank)
 
     def open_data(self, state, dataset):
         self.calls.append("open_data")
@@ -56,7 +57,7 @@ class ToyBenchmark(Benchmark):
         self.calls.append(f"train {epoch}")
         if epoch == state.settings.crash_in_epoch:
             raise RuntimeError("the toy crashed")
-        if epoch == state.settings.signal_in_epoch:
+        if epoch == state.settings.signal_in_epoch and state.settings.signal_rank in (-1, state.rank):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the signal arrives during this sleep
         time.sleep(state.settings.epoch_seconds)

@@ -1,0 +1,92 @@
+"""What the harness costs: the same training inside the engine and bare, side by side.
+
+    python perf/harness_overhead.py [--benchmark ncf] [--epochs 3] [--pairs 5]
+
+Each pair runs the benchmark's small preset for ``--epochs`` epochs (evaluating at the
+preset's cadence) once through ``engine.run_once`` (logging, clock, target checks) and once
+as a bare loop calling the same Benchmark methods, alternating which goes first. Prints the
+median times and ``overhead_ratio=<engine/bare>``; 1.01 means the harness costs 1 %.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("MLPERF_TRAIN_DROP_CACHES", "0")
+
+from mlperf_train import engine  # noqa: E402
+from mlperf_train.benchmark import Dataset  # noqa: E402
+from mlperf_train.distributed import RunEnv  # noqa: E402
+from mlperf_train.mllog import ResultLog  # noqa: E402
+from mlperf_train.rules import benchmark_rules  # noqa: E402
+from mlperf_train.series import SeriesConfig, load_series_preset, resolve_data  # noqa: E402
+
+
+def harness_run(bench, preset, rules, env, data, seed, folder: Path) -> float:
+    log = ResultLog(folder / f"result_{seed}.txt")
+    started = time.perf_counter()
+    engine.run_once(bench, preset, rules, env, log, seed, data,
+                    engine.Submission("perf", "perf", "closed"), cache_cleared=False)
+    elapsed = time.perf_counter() - started
+    log.close(finished=True)
+    return elapsed
+
+
+def bare_run(bench, preset, rules, env, data, seed) -> float:
+    cadence = engine.cadence_for(preset, rules)
+    started = time.perf_counter()
+    env.seed_everything(seed)
+    state = bench.init(preset, env)
+    dataset = Dataset(data)
+    dataset._open_for_run()
+    bench.open_data(state, dataset)
+    for epoch in range(1, preset.max_epochs + 1):
+        bench.train_epoch(state, epoch)
+        if cadence.is_eval_epoch(epoch) or epoch == preset.max_epochs:
+            bench.evaluate(state, epoch)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", default="ncf")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
+    args = parser.parse_args()
+
+    env = RunEnv()
+    bench, preset = load_series_preset(SeriesConfig(benchmark=args.benchmark))
+    # An unreachable target: both sides do exactly the same epochs and evaluations.
+    unreachable = {k: float("inf") for k in preset.target} if isinstance(preset.target, dict) else float("inf")
+    preset = dataclasses.replace(preset, target=unreachable, max_epochs=args.epochs)
+    rules = benchmark_rules(args.benchmark, preset.ruleset)
+    data = resolve_data(bench, preset, SeriesConfig(benchmark=args.benchmark), env)
+    print(f"{args.benchmark} small preset, {args.epochs} epochs per run, {args.pairs} pairs, "
+          f"torch threads {torch.get_num_threads()}")
+    harness, bare = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        bare_run(bench, preset, rules, env, data, 0)  # warm-up: page cache, allocator, lazy imports
+        for pair in range(args.pairs):
+            seed = 1000 + pair
+            order = ("harness", "bare") if pair % 2 == 0 else ("bare", "harness")
+            for side in order:
+                if side == "harness":
+                    harness.append(harness_run(bench, preset, rules, env, data, seed, Path(folder)))
+                else:
+                    bare.append(bare_run(bench, preset, rules, env, data, seed))
+            print(f"pair {pair}: harness {harness[-1]:.3f} s, bare {bare[-1]:.3f} s")
+    # Per-pair ratios cancel slow drifts of a shared machine; the median drops outliers.
+    ratio = statistics.median(h / b for h, b in zip(harness, bare))
+    print(f"median harness {statistics.median(harness):.3f} s, median bare {statistics.median(bare):.3f} s")
+    print(f"overhead_ratio={ratio:.4f}")
+
+
+if __name__ == "__main__":
+    main()
