@@ -15,10 +15,12 @@ Order of calls in one run (all on every rank; see ``engine.py``)::
     settings = BENCHMARK.Settings(**preset.settings)      # validated by hparams.py
     state = BENCHMARK.init(preset, env)                   # untimed: init_start..init_stop
     BENCHMARK.open_data(state, dataset)                   # timed: after run_start
+    BENCHMARK.logged_data_keys(state)                     # logged once, on the clock
     for epoch in 1, 2, ...:
         BENCHMARK.train_epoch(state, epoch)               # timed
         if the ruleset's cadence says so:
             quality = BENCHMARK.evaluate(state, epoch)    # timed
+            BENCHMARK.eval_extras(state)                  # logged beside eval_accuracy
 """
 from __future__ import annotations
 
@@ -131,6 +133,19 @@ class Benchmark:
         ``preset.hparams`` (which the harness logs itself): ``train_samples``,
         ``eval_samples``, ``model_bn_span``, fixed reference values, and so on.
         ``global_batch_size`` is logged by the harness from ``preset.hparams``."""
+        return {}
+
+    def logged_data_keys(self, state: Any) -> dict[str, Any]:
+        """MLPerf keys whose values are known only once the data is open (``train_samples``
+        and ``eval_samples`` of a generated or filtered dataset). Called right after
+        ``open_data``, on the clock; logged once. A key must not be returned by both this
+        and ``logged_hparams``."""
+        return {}
+
+    def eval_extras(self, state: Any) -> dict[str, float]:
+        """Other values of the evaluation that just ran, logged as events beside
+        ``eval_accuracy`` with the same ``epoch_num`` (NCF: NDCG@10). They never decide
+        anything: only the value ``evaluate`` returns is compared with the target."""
         return {}
 
 

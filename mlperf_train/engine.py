@@ -5,7 +5,7 @@ Sequence (all ranks; rank 0 writes the log)::
     submission_*, cache_clear, seed, preset       (before the clock)
     init_start -> Benchmark.init -> hparams       (untimed, at most 20 minutes)
     init_stop, run_start                          (the clock starts; the dataset opens)
-    Benchmark.open_data
+    Benchmark.open_data, logged_data_keys
     block_start, epoch_start -> train_epoch -> epoch_stop, ...
     eval_start -> evaluate -> eval_accuracy -> eval_stop, block_stop   (on the clock)
     run_stop status=success | aborted
@@ -143,6 +143,8 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
         outcome.init_seconds = (outcome.run_start_ms - init_start_ms) / 1000.0
         env.dataset._open_for_run()
         benchmark.open_data(state, env.dataset)
+        for key, value in benchmark.logged_data_keys(state).items():
+            log.event(key, value, time_ms=clock.now_ms())
         _train_until_done(benchmark, state, preset, rules, cadence, env, log, progress, outcome)
     except (KeyboardInterrupt, RunInterrupted) as interrupt:
         name = getattr(interrupt, "signal_name", "SIGINT")
@@ -198,6 +200,8 @@ def _train_until_done(benchmark, state, preset: Preset, rules: BenchmarkRules, c
             _check_quality(quality)
             log.event("eval_accuracy", _scaled(quality, rules.logged_scale), time_ms=clock.now_ms(),
                       metadata={"epoch_num": epoch})
+            for key, value in benchmark.eval_extras(state).items():
+                log.event(key, value, metadata={"epoch_num": epoch})
             log.end("eval_stop", time_ms=clock.now_ms(), metadata={"epoch_num": epoch})
             log.end("block_stop", time_ms=clock.now_ms(), metadata={"first_epoch_num": block_first_epoch})
             block_first_epoch = None
