@@ -20,6 +20,7 @@ from mlperf_train.rules import benchmark_rules
 HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
 TOP_LEVEL_KEYS = {"benchmark", "preset", "target", "max_epochs", "eval", "hparams", "settings"}
 REFERENCE_PRESET = "reference"
+FILE_KEY = "(file)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Violation:
     rule: str
 
     def __str__(self) -> str:
+        if self.key == FILE_KEY:  # the file as a whole: unreadable, malformed, not a mapping
+            return f"{self.source}: {self.rule}"
         shown = "(missing)" if self.value is whitelist.MISSING else repr(self.value)
         return f"{self.source}: {self.key} = {shown}: {self.rule}"
 
@@ -71,12 +74,12 @@ def read_yaml(path: Path) -> tuple[Any, list[Violation]]:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f), []
     except OSError as error:
-        return None, [Violation(source, "(file)", whitelist.MISSING, f"cannot read: {error.strerror}")]
+        return None, [Violation(source, FILE_KEY, whitelist.MISSING, f"cannot read: {error.strerror}")]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "malformed YAML"
-        return None, [Violation(source, "(file)", whitelist.MISSING, f"malformed YAML{where}: {problem}")]
+        return None, [Violation(source, FILE_KEY, whitelist.MISSING, f"malformed YAML{where}: {problem}")]
 
 
 def check_file(path: Path, ruleset: str | None, division: str,
@@ -88,7 +91,7 @@ def check_file(path: Path, ruleset: str | None, division: str,
     if violations:
         return None, violations
     if not isinstance(doc, dict):
-        return None, [Violation(source, "(file)", doc, "must be a mapping with `benchmark` and `hparams`")]
+        return None, [Violation(source, FILE_KEY, doc, "must be a YAML mapping with `benchmark`, `max_epochs` and `hparams`")]
     for key in sorted(set(doc) - TOP_LEVEL_KEYS):
         violations.append(Violation(source, key, doc[key], f"unknown top-level key; allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}"))
     benchmark = doc.get("benchmark")
