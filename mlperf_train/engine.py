@@ -85,10 +85,13 @@ class Progress:
 
 
 def cadence_for(preset: Preset, rules: BenchmarkRules) -> EvalCadence:
-    """A small preset may set its own cadence; otherwise the ruleset's."""
-    if preset.eval:
-        return EvalCadence(**{**preset.eval, "at_epochs": tuple(preset.eval.get("at_epochs", ()))})
-    return rules.eval
+    """A small preset may set its own cadence; a reference preset only picks the offset of
+    the first evaluation where the rules allow one (``hparams.py`` checks it)."""
+    if not preset.eval:
+        return rules.eval
+    if not preset.is_small:
+        return dataclasses.replace(rules.eval, first_eval_epoch=preset.eval["first_eval_epoch"])
+    return EvalCadence(**{**preset.eval, "at_epochs": tuple(preset.eval.get("at_epochs", ()))})
 
 
 def _scaled(quality, scale: float):

@@ -107,10 +107,8 @@ def check_file(path: Path, ruleset: str | None, division: str,
     is_small = preset != REFERENCE_PRESET
     if is_small and "target" not in doc:
         violations.append(Violation(source, "target", whitelist.MISSING, "a small preset states its own target"))
-    if not is_small:
-        for key in ("target", "eval"):
-            if key in doc:
-                violations.append(Violation(source, key, doc[key], "only a small preset may set this; the reference preset uses the ruleset's"))
+    if not is_small and "target" in doc:
+        violations.append(Violation(source, "target", doc["target"], "only a small preset may set this; the reference preset uses the ruleset's"))
     max_epochs = doc.get("max_epochs", whitelist.MISSING)
     if not (isinstance(max_epochs, int) and not isinstance(max_epochs, bool) and max_epochs >= 1):
         violations.append(Violation(source, "max_epochs", max_epochs, "required: integer >= 1"))
@@ -119,6 +117,7 @@ def check_file(path: Path, ruleset: str | None, division: str,
     except UsageError as error:
         violations.append(Violation(source, "benchmark", benchmark, str(error)))
         return doc, violations
+    violations += _check_eval(source, doc.get("eval"), rules, is_small)
     hparams = doc.get("hparams") or {}
     if not isinstance(hparams, dict):
         violations.append(Violation(source, "hparams", hparams, "must be a mapping"))
@@ -129,6 +128,41 @@ def check_file(path: Path, ruleset: str | None, division: str,
         violations += _check_settings(source, doc.get("settings") or {}, benchmark_settings,
                                       closed_reference=(division == "closed" and not is_small))
     return doc, violations
+
+
+EVAL_KEYS = {"every_epochs", "first_epoch_max", "at_epochs", "first_eval_epoch"}
+
+
+def _check_eval(source: str, cadence: Any, rules, is_small: bool) -> list[Violation]:
+    """A small preset may set any cadence; a reference preset may only pick the first
+    evaluation's epoch within the ruleset's ``first_epoch_max`` (ResNet: 1 to 4)."""
+    if cadence is None:
+        return []
+    if not isinstance(cadence, dict):
+        return [Violation(source, "eval", cadence, f"must be a mapping with keys among {', '.join(sorted(EVAL_KEYS))}")]
+    found = [Violation(source, f"eval.{key}", value, f"unknown key; allowed: {', '.join(sorted(EVAL_KEYS))}")
+             for key, value in cadence.items() if key not in EVAL_KEYS]
+    for key, value in cadence.items():
+        if key in ("every_epochs", "first_epoch_max", "first_eval_epoch") and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            found.append(Violation(source, f"eval.{key}", value, "must be an integer >= 1"))
+        elif key == "at_epochs" and not (isinstance(value, list) and value and all(
+                isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0 for e in value)):
+            found.append(Violation(source, "eval.at_epochs", value, "must be a non-empty list of epochs > 0"))
+    if is_small or found:
+        return found
+    latest = rules.eval.first_epoch_max
+    for key, value in cadence.items():
+        if key != "first_eval_epoch":
+            found.append(Violation(source, f"eval.{key}", value, "only a small preset may change the ruleset's "
+                                   "cadence; a reference preset may set first_eval_epoch"))
+        elif latest is None:
+            found.append(Violation(source, "eval.first_eval_epoch", value,
+                                   f"ruleset {rules.ruleset} gives {rules.benchmark} no choice of offset"))
+        elif value > latest:
+            found.append(Violation(source, "eval.first_eval_epoch", value,
+                                   f"must be 1..{latest} (ruleset {rules.ruleset})"))
+    return found
 
 
 def _check_settings(source: str, settings: Any, settings_class: type, closed_reference: bool) -> list[Violation]:

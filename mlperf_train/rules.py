@@ -20,28 +20,30 @@ RULESETS = ("0.5.0", "0.6.0", "0.7.0")
 @dataclasses.dataclass(frozen=True)
 class EvalCadence:
     """When the rules put an evaluation: every N epochs with the first one after at most
-    ``first_epoch_max`` epochs, or at an explicit list of epochs."""
+    ``first_epoch_max`` epochs, or at an explicit list of epochs.
+
+    ``first_eval_epoch`` is the offset a submitter picked within the rules (ResNet v0.7:
+    first evaluation after 1 to 4 epochs); by default the latest the rules allow.
+    """
 
     every_epochs: int | None = None
     first_epoch_max: int | None = None
     at_epochs: tuple[float, ...] = ()
     on_clock: bool = True
+    first_eval_epoch: int | None = None
 
-    def is_eval_epoch(self, epoch: int, first_eval_epoch: int | None = None) -> bool:
-        """Whether an evaluation follows training epoch ``epoch`` (1-based).
-        ``first_eval_epoch`` picks the offset the rules allow (default: ``every_epochs``,
-        or ``first_epoch_max`` when given)."""
+    def is_eval_epoch(self, epoch: int) -> bool:
+        """Whether an evaluation follows training epoch ``epoch`` (1-based)."""
         if self.at_epochs:
             return any(int(round(e)) == epoch for e in self.at_epochs)
-        first = first_eval_epoch or self.first_epoch_max or self.every_epochs or 1
+        first = self.first_eval_epoch or self.first_epoch_max or self.every_epochs or 1
         return epoch >= first and (epoch - first) % (self.every_epochs or 1) == 0
 
-    def epochs_until_next_eval(self, epoch: int, first_eval_epoch: int | None = None,
-                               limit: int = 10_000) -> int:
+    def epochs_until_next_eval(self, epoch: int, limit: int = 10_000) -> int:
         """Number of epochs from ``epoch`` (inclusive) to the next eval epoch (inclusive);
         the ``epoch_count`` of a ``block_start`` logged before ``epoch``."""
         for count in range(1, limit + 1):
-            if self.is_eval_epoch(epoch + count - 1, first_eval_epoch):
+            if self.is_eval_epoch(epoch + count - 1):
                 return count
         return limit
 

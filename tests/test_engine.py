@@ -112,3 +112,38 @@ def test_a_crash_ends_the_run_cleanly(tmp_path):
     assert outcome.status == "aborted" and not outcome.ended_by_rules
     assert "the toy crashed" in outcome.reason
     assert keys(events)[-1] == "run_stop"
+
+
+def test_a_reference_preset_picks_the_first_eval_epoch_within_the_rules(tmp_path):
+    import dataclasses
+    import types
+
+    from mlperf_train.rules import EvalCadence
+
+    rules = dataclasses.replace(toy_rules(), eval=EvalCadence(every_epochs=4, first_epoch_max=4))
+    preset = dataclasses.replace(toy_preset(target=0.55, max_epochs=9), name="reference",
+                                 eval=types.MappingProxyType({"first_eval_epoch": 1}))
+    _, outcome, events = run_toy(tmp_path, preset, rules=rules)
+    assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"] == [1, 5, 9]
+    assert [e["metadata"]["epoch_count"] for e in events if e["key"] == "block_start"] == [1, 4, 4]
+    assert outcome.status == "success" and outcome.epochs == 9
+
+
+def test_data_keys_and_eval_extras_are_logged_on_the_clock(tmp_path):
+    class WithExtras(ToyBenchmark):
+        def logged_data_keys(self, state):
+            return {"train_samples": 123, "eval_samples": 45}
+
+        def logged_hparams(self, preset, env):
+            return {}
+
+        def eval_extras(self, state):
+            return {"eval_ndcg": 0.5}
+
+    _, outcome, events = run_toy(tmp_path, toy_preset(target=0.2), bench=WithExtras())
+    order = keys(events)
+    assert order.index("run_start") < order.index("train_samples") < order.index("epoch_start")
+    assert only(events, "train_samples")["value"] == 123 and only(events, "eval_samples")["value"] == 45
+    extras = [e for e in events if e["key"] == "eval_ndcg"]
+    assert [e["metadata"]["epoch_num"] for e in extras] == [1, 2]
+    assert all(order.index("eval_accuracy") < order.index("eval_ndcg") for _ in extras)

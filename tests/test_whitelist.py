@@ -164,3 +164,15 @@ def test_run_refuses_a_closed_run_that_breaks_the_whitelist(tmp_path):
     assert f"{bad}: hparams.opt_name = 'sgd': must be one of ['adam', 'lazy_adam']" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_reference_preset_may_pick_only_the_first_eval_epoch(tmp_path, capsys):
+    head = "benchmark: gnmt\nmax_epochs: 3\nhparams: {}\n"
+    ok_offset = write(tmp_path, "benchmark: resnet\nmax_epochs: 3\neval: {first_eval_epoch: 2}\nhparams: {}\n", "a.yaml")
+    late = write(tmp_path, "benchmark: resnet\nmax_epochs: 3\neval: {first_eval_epoch: 5}\nhparams: {}\n", "b.yaml")
+    cadence = write(tmp_path, head + "eval: {every_epochs: 2}\n", "c.yaml")
+    main(["validate", "--division", "open", str(ok_offset), str(late), str(cadence)])
+    out = capsys.readouterr().out
+    assert f"{ok_offset}: eval" not in out
+    assert f"{late}: eval.first_eval_epoch = 5: must be 1..4 (ruleset 0.7.0)" in out
+    assert f"{cadence}: eval.every_epochs = 2: only a small preset may change" in out
