@@ -158,9 +158,24 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
         outcome.status, outcome.reason, outcome.ended_by_rules = ABORTED, f"rule violation: {error}", False
     except Exception as error:  # a crash in the reference: end this run cleanly, keep the others
         outcome.status, outcome.ended_by_rules = ABORTED, False
-        outcome.reason = f"error: {type(error).__name__}: {error}"
+        outcome.reason = describe_error(error, env)
     _stop(log, env, outcome, synced=outcome.ended_by_rules)
     return outcome
+
+
+# What a collective raises when another rank has died or stopped answering (gloo says
+# "Connection closed by peer", NCCL and the store time out).
+_PEER_LOST = ("connection closed by peer", "connection reset by peer", "timed out", "timeout",
+              "broken pipe", "socket closed")
+
+
+def describe_error(error: Exception, env: RunEnv) -> str:
+    """One line for the log and the terminal; a lost peer is named as such."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    if env.is_distributed and any(mark in first_line.lower() for mark in _PEER_LOST):
+        return (f"another rank failed or stopped answering (rank {env.rank} of {env.world_size} saw "
+                f"{type(error).__name__}: {first_line[:160]})")
+    return f"error: {type(error).__name__}: {first_line[:300]}"
 
 
 def _stop(log: ResultLog, env: RunEnv, outcome: RunOutcome, synced: bool) -> None:

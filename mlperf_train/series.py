@@ -123,6 +123,8 @@ def run_series(config: SeriesConfig, env: RunEnv) -> int:
                     file=sys.stderr)
                 return EXIT_INTERRUPTED
             written = log.close(finished=outcome.ended_by_rules)
+            if not env.is_main and not outcome.ended_by_rules:  # rank 0 cannot know why this rank failed
+                print(f"rank {env.rank}: run {index} {outcome.status}: {outcome.reason}", file=sys.stderr, flush=True)
             seconds = f"{outcome.seconds:.1f} s" if outcome.seconds is not None else "-"
             say(f"run {index}: {outcome.status} ({outcome.reason}) after {outcome.epochs} epoch(s), "
                 f"time to train {seconds}, {bench.metric} {_fmt(outcome.quality)}  [{written}]")

@@ -45,8 +45,11 @@ def toy_series(out: str, mode: str) -> int:
 
     env = RunEnv.from_environment(device="cpu")
     settings = {"epoch_seconds": 0.2}
-    if mode == "sigterm-rank1":  # the same settings on every rank: they key the data cache
-        settings.update(signal_in_epoch=2, signal_rank=1)
+    # the same settings on every rank: they key the data cache
+    faults = {"sigterm-rank1": {"signal_in_epoch": 2}, "crash-rank1": {"crash_in_epoch": 2},
+              "exit-rank1": {"exit_in_epoch": 2}}
+    if mode in faults:
+        settings.update(faults[mode], fault_rank=1)
     preset = toy_preset(target=0.3 if mode == "success" else 0.9, max_epochs=6, **settings)
     series.load_series_preset = lambda config: (ToyBenchmark(), preset)
     series.benchmark_rules = lambda name, ruleset: toy_rules()

@@ -40,9 +40,12 @@ def test_two_ranks_write_one_log_and_stop_together_at_the_target(tmp_path):
     assert log.count('"key": "epoch_start"') == 3
 
 
-def test_sigterm_on_one_rank_aborts_the_run_without_hanging(tmp_path):
+@pytest.mark.parametrize("fault", ["sigterm-rank1", "crash-rank1", "exit-rank1"])
+def test_a_fault_on_one_rank_aborts_the_run_without_hanging(tmp_path, fault):
+    """SIGTERM, an exception or a sudden death on rank 1: rank 0 must log run_stop aborted
+    and the launch must end well within the collective timeout, never hang."""
     started = time.monotonic()
-    result = torchrun(2, "series", tmp_path, "sigterm-rank1", timeout=90)
+    result = torchrun(2, "series", tmp_path, fault, timeout=90)
     elapsed = time.monotonic() - started
     assert result.returncode != 0
     assert elapsed < 60, "the other rank must not hang"
@@ -50,3 +53,7 @@ def test_sigterm_on_one_rank_aborts_the_run_without_hanging(tmp_path):
     assert not (tmp_path / "sys" / "toy" / "result_0.txt").exists()
     text = partial.read_text()
     assert '"key": "run_stop"' in text and '"status": "aborted"' in text
+    # rank 0 names what happened: its own signal, or the lost peer
+    assert "interrupted by SIGTERM" in text or "another rank failed or stopped answering" in text
+    if fault == "crash-rank1":
+        assert "rank 1: run 0 aborted: error: RuntimeError: the toy crashed" in result.stderr

@@ -25,7 +25,8 @@ class ToySettings:
     touch_data_in_init: bool = False
     crash_in_epoch: int = 0
     signal_in_epoch: int = 0
-    signal_rank: int = -1  # -1: every rank gets the signal
+    exit_in_epoch: int = 0      # the process dies at once (os._exit), as on a hardware fault
+    fault_rank: int = -1        # the rank that crashes, gets the signal or dies; -1: every rank
     epoch_seconds: float = 0.0
 
 
@@ -55,9 +56,12 @@ class ToyBenchmark(Benchmark):
 
     def train_epoch(self, state, epoch):
         self.calls.append(f"train {epoch}")
-        if epoch == state.settings.crash_in_epoch:
+        faulty = state.settings.fault_rank in (-1, state.rank)
+        if epoch == state.settings.crash_in_epoch and faulty:
             raise RuntimeError("the toy crashed")
-        if epoch == state.settings.signal_in_epoch and state.settings.signal_rank in (-1, state.rank):
+        if epoch == state.settings.exit_in_epoch and faulty:
+            os._exit(3)
+        if epoch == state.settings.signal_in_epoch and faulty:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the signal arrives during this sleep
         time.sleep(state.settings.epoch_seconds)
