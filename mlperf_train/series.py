@@ -90,6 +90,10 @@ def resolve_data(bench: registry.Benchmark, preset: Preset, config: SeriesConfig
 def run_series(config: SeriesConfig, env: RunEnv) -> int:
     bench, preset = load_series_preset(config)
     rules = benchmark_rules(config.benchmark, preset.ruleset)
+    batch = preset.hparams.get("global_batch_size")
+    if isinstance(batch, int) and batch % env.world_size:
+        raise UsageError(f"{preset.path}: hparams.global_batch_size = {batch}: must be a multiple of the "
+                         f"{env.world_size} processes (each rank takes global_batch_size / world size)")
     data_root = resolve_data(bench, preset, config, env)
     system = config.system or default_system_name(env)
     folder = Path(config.output) / system / config.benchmark

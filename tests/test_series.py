@@ -51,3 +51,12 @@ def test_small_data_is_generated_once_and_cached(toy_series):
     series.run_series(config, RunEnv())
     cache = list((folder.parents[2] / "cache" / "data").iterdir())
     assert len(cache) == 1 and (cache[0] / "data.txt").exists()
+
+
+def test_a_global_batch_the_ranks_cannot_share_is_refused(tmp_path):
+    from mlperf_train.errors import UsageError
+    from mlperf_train.series import SeriesConfig, run_series
+
+    env = RunEnv(rank=0, world_size=3)  # refused before any collective is needed
+    with pytest.raises(UsageError, match=r"global_batch_size = 1024: must be a multiple of the 3 processes"):
+        run_series(SeriesConfig(benchmark="ncf", output=tmp_path), env)
