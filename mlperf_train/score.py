@@ -1,7 +1,9 @@
 """The aggregator: turns a folder of ``result_*.txt`` into one score by the ruleset's rules.
 
 Rules come from ``rules/<ruleset>/suite.yaml`` (``runs``, ``aggregation``,
-``reference_minutes``); nothing here hard-codes a run count.
+``reference_minutes``); nothing here hard-codes a run count. Exit status of ``main``: 0 when
+every folder is a valid result, 1 when one is not, 2 when one cannot be scored at all (not a
+folder, no ``result_*.txt``, no MLPerf log in it, a benchmark the ruleset does not have).
 """
 from __future__ import annotations
 
@@ -12,27 +14,34 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Iterable
 
 from mlperf_train import rules as rules_mod
 from mlperf_train.errors import UsageError
 from mlperf_train.results import RunRecord, canonical_benchmark, read_run
 
+EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 _RUN_INDEX = re.compile(r"result_(\d+)\.txt$")
 
 
 @dataclasses.dataclass
 class FolderScore:
-    folder: str
+    folder: str                      # as given
     benchmark: str | None
-    round: str | None
+    round: str | None                # the ruleset that scored it
     runs: int
     converged: int
-    minutes: float | None          # None when the result is invalid
+    minutes: float | None            # None when the result is invalid
     valid: bool
     reason: str
     normalized: float | None = None  # reference_minutes / minutes, when the ruleset has one
-    preset: str | None = None        # our own logs: the hparams preset (small runs are not results)
+    preset: str | None = None        # our logs: the hparams preset; small ones are no result
+    usable: bool = True              # False: nothing here could be scored (exit status 2)
+
+    @property
+    def small_preset(self) -> bool:
+        return self.preset not in (None, "reference")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -43,75 +52,93 @@ def _run_order(path: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else 1 << 30, path)
 
 
-def _olympic_mean(minutes: list[float], drop_slowest: int = 1) -> float | None:
+def result_files(folder: str | Path) -> list[str]:
+    """The folder's ``result_*.txt`` in run order (by index, not by name)."""
+    paths = glob.glob(os.path.join(glob.escape(os.fspath(folder)), "result_*.txt"))
+    return sorted((p for p in paths if os.path.isfile(p)), key=_run_order)
+
+
+def olympic_mean(minutes: list[float], drop_slowest: int = 1) -> float | None:
     """Mean after dropping the fastest run and ``drop_slowest`` slowest runs."""
     kept = sorted(minutes)[1:len(minutes) - drop_slowest]
     return sum(kept) / len(kept) if kept else None
 
 
-def _folder_benchmark(folder: str, records: list[RunRecord]) -> str | None:
-    for record in records:
-        if record.benchmark:
-            return record.benchmark
-    return canonical_benchmark(os.path.basename(os.path.normpath(folder)))
-
-
-def _target(bench_rules) -> float | None:
+def _logged_target(bench_rules) -> float | None:
     target = bench_rules.target
-    return float(target) * bench_rules.logged_scale if isinstance(target, (int, float)) else None
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        return None
+    return float(target) * bench_rules.logged_scale
 
 
 def aggregate(records: list[RunRecord], bench_rules) -> tuple[float | None, str]:
-    """(minutes, reason) for records in run order; minutes is None when invalid."""
+    """(minutes, reason) for judged records in run order; minutes is None when invalid."""
     aggregation = bench_rules.aggregation
     required = bench_rules.runs
-    converged = [r for r in records if r.converged]
     if aggregation.get("method") == "first_converged_olympic":
+        # v0.5 NCF: the first num_converged converged runs of the first `runs` runs, in run
+        # order (not the fastest ones), then the olympic mean of those.
         wanted = int(aggregation["num_converged"])
+        considered = records[:required]
+        converged = [r for r in considered if r.converged]
         if len(converged) < wanted:
-            if len(records) < required:
-                return None, f"{len(records)} of {required} required runs, {len(converged)} of {wanted} converged"
-            return None, f"{len(converged)} of {wanted} required converged runs in {len(records)} runs"
-        return _olympic_mean([r.minutes for r in converged[:wanted]]), ""
+            done = f"{len(considered)} of {required} runs" if len(considered) < required else f"{required} runs"
+            return None, f"{len(converged)} of {wanted} required converged runs in {done}"
+        return olympic_mean([r.minutes for r in converged[:wanted]]), ""
     if len(records) < required:
         return None, f"{len(records)} of {required} required runs"
+    converged = [r for r in records if r.converged]
     num_failed = len(records) - len(converged)
     allowed = int(aggregation.get("max_non_converged", 0))
     if num_failed > allowed:
         return None, f"{num_failed} non-converged runs, at most {allowed} allowed"
-    # A non-converged run counts as the dropped slowest one (v0.7 rule).
-    minutes = _olympic_mean([r.minutes for r in converged], drop_slowest=1 - num_failed)
+    # v0.7: a non-converged run counts as the dropped slowest one.
+    minutes = olympic_mean([r.minutes for r in converged], drop_slowest=1 - num_failed)
     if minutes is None:
         return None, "too few converged runs for the olympic mean"
     return minutes, ""
 
 
-def score_folder(folder: str, ruleset: str | None = None) -> FolderScore:
+def _only(values: Iterable, what: str) -> tuple[str | None, str]:
+    """The one value all runs agree on, or (first, reason) when they differ."""
+    seen = list(dict.fromkeys(v for v in values if v))
+    if len(seen) > 1:
+        return seen[0], f"runs of different {what}: {', '.join(map(str, seen))}"
+    return (seen[0] if seen else None), ""
+
+
+def score_folder(folder: str | Path, ruleset: str | None = None) -> FolderScore:
     """Scores one benchmark folder; an incomplete series gives valid=False with a reason."""
-    paths = sorted(glob.glob(os.path.join(glob.escape(folder), "result_*.txt")), key=_run_order)
-    records = [read_run(path) for path in paths]
-    benchmark = _folder_benchmark(folder, records)
-    usable = [r for r in records if r.log_format]
-    round_ = ruleset or next((r.ruleset for r in usable if r.ruleset), None)
-    preset = next((r.preset for r in usable if r.preset), None)
-    result = FolderScore(folder=folder, benchmark=benchmark, round=round_, runs=len(records),
-                         converged=sum(r.converged for r in records), minutes=None,
-                         valid=False, reason="", preset=preset)
+    records = [read_run(path) for path in result_files(folder)]
+    usable = [r for r in records if r.usable]
+    benchmark, mixed = _only((r.benchmark for r in usable), "benchmarks")
+    benchmark = benchmark or canonical_benchmark(os.path.basename(os.path.normpath(folder)))
+    round_, mixed_round = _only((r.ruleset for r in usable), "rulesets")
+    round_ = ruleset or round_
+    preset, mixed_preset = _only((r.preset for r in usable), "presets")
+    result = FolderScore(folder=os.fspath(folder), benchmark=benchmark, round=round_,
+                         runs=len(records), converged=0, minutes=None, valid=False, reason="",
+                         preset=preset)
     if not records:
-        result.reason = "no result_*.txt files"
+        result.reason, result.usable = "no result_*.txt files", False
         return result
-    if round_ is None:
-        result.reason = records[0].reason or "no MLPerf log lines"
+    if not usable:
+        result.reason, result.usable = records[0].reason, False
         return result
     try:
         bench_rules = rules_mod.benchmark_rules(benchmark, round_)
     except UsageError as error:
-        result.reason = str(error)
+        result.reason, result.usable = str(error), False
         return result
-    if any(r.log_format == "mlp" and not r.converged and "missing" in r.reason for r in records):
-        # v0.5 logs without a success flag: compare with the ruleset target instead.
-        records = [read_run(r.path, target=_target(bench_rules)) for r in records]
-        result.converged = sum(r.converged for r in records)
+    target = _logged_target(bench_rules)
+    for record in records:
+        if record.status is None and record.log_format == "mlp":
+            record.judge(target)   # v0.5 logs without a success flag: the ruleset's target
+    result.converged = sum(r.converged for r in records)
+    inconsistent = mixed or (mixed_round if not ruleset else "") or mixed_preset
+    if inconsistent:
+        result.reason = inconsistent
+        return result
     minutes, reason = aggregate(records, bench_rules)
     result.minutes, result.valid, result.reason = minutes, minutes is not None, reason
     if minutes and bench_rules.reference_minutes:
@@ -120,20 +147,30 @@ def score_folder(folder: str, ruleset: str | None = None) -> FolderScore:
 
 
 _COLUMNS = ("folder", "benchmark", "round", "runs", "converged", "minutes", "valid",
-            "normalized", "reason")
+            "normalized", "preset", "reason")
 
 
-def _format_table(scores: Iterable[FolderScore]) -> str:
-    rows = [[str(s.as_dict()[c]) if not isinstance(s.as_dict()[c], float)
-             else f"{s.as_dict()[c]:.3f}" for c in _COLUMNS] for s in scores]
+def _cell(score: FolderScore, column: str) -> str:
+    value = getattr(score, column)
+    if column == "preset":
+        return f"{value} (not a result)" if score.small_preset else (value or "-")
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def format_table(scores: Iterable[FolderScore]) -> str:
+    rows = [[_cell(s, c) for c in _COLUMNS] for s in scores]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
 def main(args) -> int:
-    """``mlperf-train score``: 0 when every folder is valid, 1 otherwise."""
+    """``mlperf-train score``: 0 when every folder is valid, 1 otherwise, 2 when one is unusable."""
     for folder in args.folders:
         if not os.path.isdir(folder):
             raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt)")
@@ -145,5 +182,10 @@ def main(args) -> int:
         writer.writeheader()
         writer.writerows(s.as_dict() for s in scores)
     else:
-        print(_format_table(scores))
-    return 0 if all(s.valid for s in scores) else 1
+        print(format_table(scores))
+    for s in scores:
+        if not s.usable:
+            print(f"mlperf-train score: {s.folder}: {s.reason}", file=sys.stderr)
+    if not all(s.usable for s in scores):
+        return EXIT_UNUSABLE
+    return EXIT_VALID if all(s.valid for s in scores) else EXIT_INVALID

@@ -1,60 +1,112 @@
-"""Scores of the published fixture folders: pinned, and equal to the official summarizer (v0.7)."""
+"""Scores of the published fixture folders: pinned, equal to the official summarizer (v0.7),
+checked by an independent exact computation (v0.5, v0.6); the rules' edge cases; exit codes."""
 import contextlib
+import csv
 import io
 import json
+import logging
 import os
+import re
+import shutil
 import types
-from pathlib import Path
+from decimal import Decimal
 
 import pytest
 
-from mlperf_train import score
+from mlperf_train import cli, score
+from mlperf_train.results import read_run
+from test_results import OURS, published_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mlperf_results"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not present")
+FIXTURES = published_fixtures()
+FOLDERS = sorted(str(p.parent.relative_to(FIXTURES)) for p in FIXTURES.glob("v0.*/**/result_0.txt"))
 
-# folder (relative to FIXTURES) -> expected minutes; computed once, v0.7 checked against the
-# official summarizer below, v0.6 gnmt by hand (olympic mean of run_stop - run_start in seconds).
+# Our minutes for every fixture folder (16 folders, 205 logs). v0.7: equal to the official
+# summarizer (test below); v0.5/v0.6: equal to an exact decimal computation from the raw text
+# (test below), and by hand for v0.6 Google gnmt: olympic mean of 10 runs = 12.248025 min.
 EXPECTED_MINUTES = {
-    "v0.5/v0.5.0/google/cloud_v2.8/gnmt-tpuv2-8/results/tpu/gnmt": 40.370987036824225,
-    "v0.5/v0.5.0/intel/intel_ncf_submission/results/skx8180/ncf": 29.79787430548006,
-    "v0.6/Google/results/tpu-v3-32/gnmt": 12.248025000095367,
-    "v0.6/Google/results/tpu-v3-32/mask": 107.03376666704814,
-    "v0.6/NVIDIA/results/dgx1_ngc19.05_pytorch/transformer": 20.344202082852522,
+    "v0.5/v0.5.0/google/cloud_v2.8/gnmt-tpuv2-8/results/tpu/gnmt": 40.370987036822917,
+    "v0.5/v0.5.0/intel/intel_ncf_submission/results/skx8180/ncf": 29.797874305555556,   # first 50 of 55
+    "v0.6/Google/results/tpu-v3-32/gnmt": 12.248025,
+    "v0.6/Google/results/tpu-v3-32/mask": 107.03376666666667,
+    "v0.6/Google/results/tpu-v3-32/resnet": 42.186311111111111,
+    "v0.6/Google/results/tpu-v3-32/ssd": 12.608072222222222,
+    "v0.6/Google/results/tpu-v3-32/transformer": 10.198097916666667,
+    "v0.6/NVIDIA/results/dgx1_ngc19.05_pytorch/ssd": 22.363288888888889,
+    "v0.6/NVIDIA/results/dgx1_ngc19.05_pytorch/transformer": 20.344202083333333,
     "v0.7/Google/results/tpu-v4-16-TF/maskrcnn": 103.10435,
-    "v0.7/NVIDIA/results/dgx1_ngc20.06_mxnet/resnet": 71.27832222222223,
-    "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/gnmt": 18.501885416666664,
-    "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/ssd": 20.689961111111113,
-    "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/transformer": 18.811895833333335,
+    "v0.7/NVIDIA/results/dgx1_ngc20.06_mxnet/resnet": 71.27832222222223,                 # 4 of 5 converged
+    "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/gnmt": 18.501885416666667,
+    "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/ssd": 20.689961111111111,
+    "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/transformer": 18.811895833333333,
     "v0.7/NVIDIA/results/dgx1_ngc20.06_tensorflow/minigo": 603.59899375,
 }
-V07 = [k for k in EXPECTED_MINUTES if k.startswith("v0.7/")]
+V07 = [f for f in FOLDERS if f.startswith("v0.7/")]
 
 
-@pytest.mark.parametrize("folder", sorted(EXPECTED_MINUTES))
+def _official_minutes(path, ruleset):
+    from mlperf_logging.result_summarizer.result_summarizer import _compute_strong_score_standalone
+    logging.disable(logging.WARNING)   # its checker warns about the non-converged ResNet run
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return _compute_strong_score_standalone(os.path.basename(path), "system", False, str(path),
+                                                    "training", ruleset)[0]
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_every_fixture_folder_is_pinned():
+    assert FOLDERS == sorted(EXPECTED_MINUTES)
+    assert len(FOLDERS) == 15 and len(V07) == 6
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_pinned_minutes(folder):
     result = score.score_folder(str(FIXTURES / folder))
-    assert result.valid, result.reason
+    assert result.valid and result.usable, result.reason
     assert result.minutes == pytest.approx(EXPECTED_MINUTES[folder], rel=1e-9)
+    assert result.round == "0.{}.0".format(folder[3])
 
 
 @pytest.mark.parametrize("folder", V07)
 def test_v07_equals_official_summarizer(folder):
-    from mlperf_logging.result_summarizer.result_summarizer import (
-        _compute_strong_score_standalone)
-    path = str(FIXTURES / folder)
-    with contextlib.redirect_stdout(io.StringIO()):
-        official, _, _ = _compute_strong_score_standalone(
-            os.path.basename(path), "system", False, path, "training", "0.7.0")
-    assert score.score_folder(path).minutes == pytest.approx(official, rel=1e-9)
+    path = FIXTURES / folder
+    assert score.score_folder(str(path)).minutes == pytest.approx(_official_minutes(path, "0.7.0"), rel=1e-9)
 
 
-def test_v06_gnmt_by_hand():
-    from mlperf_train.results import read_run
-    folder = FIXTURES / "v0.6/Google/results/tpu-v3-32/gnmt"
-    times = sorted(read_run(p).minutes for p in folder.glob("result_*.txt"))
-    assert len(times) == 10
-    assert score.score_folder(str(folder)).minutes == pytest.approx(sum(times[1:-1]) / 8)
+def test_official_summarizer_reads_v06_seconds_as_milliseconds():
+    """Why v0.6 is pinned against our own exact computation: the official function divides
+    v0.6 stamps (seconds) by 60 * 1000. (It drops the Google v0.6 logs altogether: they fail
+    its 0.6.0 compliance check.)"""
+    path = FIXTURES / "v0.6/NVIDIA/results/dgx1_ngc19.05_pytorch/ssd"
+    assert _official_minutes(path, "0.6.0") * 1000 == pytest.approx(score.score_folder(str(path)).minutes, rel=1e-9)
+
+
+_STAMP = {"v0.5": re.compile(r":::MLPv0\.5\.0 \S+ ([0-9.]+) \([^)]*\) (run_start|run_stop)(.*)"),
+          "v0.6": re.compile(r":::MLL ([0-9.]+) (run_start|run_stop): (.*)")}
+
+
+@pytest.mark.parametrize("folder", [f for f in FOLDERS if not f.startswith("v0.7/")])
+def test_v05_v06_equal_an_exact_computation(folder):
+    """Independent of the reader: first run_start/run_stop stamps by regex, exact decimals,
+    success from the run_stop text, runs in index order, NCF's first 50 converged."""
+    runs = sorted((FIXTURES / folder).glob("result_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
+    minutes = []
+    for path in runs:
+        found = {}
+        for line in path.read_text(errors="replace").splitlines():
+            match = _STAMP[folder[:4]].search(line)
+            if match:
+                found.setdefault(match.group(2), (Decimal(match.group(1)), match.group(3)))
+        if "success" in found["run_stop"][1] and "false" not in found["run_stop"][1]:
+            minutes.append((found["run_stop"][0] - found["run_start"][0]) / 60)
+    if folder.endswith("/ncf"):
+        minutes = minutes[:50]
+    else:
+        assert len(minutes) == len(runs)
+    kept = sorted(minutes)[1:-1]
+    exact = float(sum(kept) / len(kept))
+    assert exact == pytest.approx(EXPECTED_MINUTES[folder], rel=1e-12)
+    assert score.score_folder(str(FIXTURES / folder)).minutes == pytest.approx(exact, rel=1e-9)
 
 
 def test_ncf_first_50_converged_in_run_order():
@@ -62,50 +114,128 @@ def test_ncf_first_50_converged_in_run_order():
     result = score.score_folder(str(folder))
     assert (result.runs, result.converged, result.round) == (100, 55, "0.5.0")
     assert result.normalized == pytest.approx(46.72 / result.minutes)
+    # the 50 fastest converged runs would give a different (smaller) score
+    fastest = sorted(r.minutes for r in map(read_run, folder.glob("result_*.txt")) if r.converged)[:50]
+    assert score.olympic_mean(fastest) < result.minutes - 0.1
 
 
-def test_incomplete_series_is_invalid(tmp_path):
-    source = FIXTURES / "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/ssd"
-    for i in range(3):
-        (tmp_path / f"result_{i}.txt").write_text((source / f"result_{i}.txt").read_text())
-    result = score.score_folder(str(tmp_path))
-    assert not result.valid and result.minutes is None
-    assert "3 of 5 required runs" in result.reason
-
-
-def test_two_non_converged_runs_make_v07_invalid(tmp_path):
-    source = FIXTURES / "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/ssd"
-    for i in range(5):
-        text = (source / f"result_{i}.txt").read_text()
-        if i < 2:
-            text = text.replace('"status": "success"', '"status": "aborted"')
-        (tmp_path / f"result_{i}.txt").write_text(text)
-    result = score.score_folder(str(tmp_path))
-    assert not result.valid and "2 non-converged" in result.reason
-
-
-def test_main_json(capsys):
-    folder = str(FIXTURES / V07[0])
-    args = types.SimpleNamespace(folders=[folder], ruleset=None, json=True, csv=False)
-    assert score.main(args) == 0
-    [row] = json.loads(capsys.readouterr().out)
-    assert row["folder"] == folder and row["benchmark"] == "maskrcnn" and row["round"] == "0.7.0"
-    assert {"runs", "converged", "minutes", "valid", "reason"} <= set(row)
-
-
-def test_main_table_and_not_a_log(tmp_path, capsys):
-    (tmp_path / "result_0.txt").write_text("hello\nnot a log\n")
-    args = types.SimpleNamespace(folders=[str(tmp_path)], ruleset=None, json=False, csv=False)
-    assert score.main(args) == 1
-    assert "not an MLPerf log" in capsys.readouterr().out
+def test_run_order_is_by_index_not_by_name(tmp_path):
+    for i in (10, 2, 1):
+        (tmp_path / f"result_{i}.txt").write_text("")
+    assert [os.path.basename(p) for p in score.result_files(tmp_path)] == ["result_1.txt", "result_2.txt", "result_10.txt"]
 
 
 def test_first_50_success_file_disagrees_with_the_logs():
     """The published first_50_success_file lists runs whose logs say success=false (e.g.
     result_12), so it cannot be reproduced from these logs; we follow the logs."""
-    from mlperf_train.results import read_run
     root = FIXTURES / "v0.5/v0.5.0/intel/intel_ncf_submission/results/skx8180"
     listed = (root / "first_50_success_file").read_text().split()
-    assert len(listed) == 50
+    assert len(listed) == 50 and "ncf/result_12.txt" in listed
     assert not read_run(str(root / "ncf/result_12.txt")).converged
-    assert "ncf/result_12.txt" in listed
+
+
+def _copy(source, target, count, edit=None):
+    for i, path in enumerate(sorted(source.glob("result_*.txt"), key=lambda p: int(p.stem.split("_")[1]))[:count]):
+        text = path.read_text()
+        (target / path.name).write_text(edit(i, text) if edit else text)
+
+
+SSD07 = FIXTURES / "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/ssd"
+
+
+def test_incomplete_series_is_invalid(tmp_path):
+    _copy(SSD07, tmp_path, 3)
+    result = score.score_folder(str(tmp_path))
+    assert not result.valid and result.usable and result.minutes is None
+    assert result.reason == "3 of 5 required runs"
+
+
+def test_v07_one_non_converged_run_is_the_dropped_slowest_two_are_invalid(tmp_path):
+    def abort(count):
+        return lambda i, text: text.replace('"status": "success"', '"status": "aborted"') if i < count else text
+    _copy(SSD07, tmp_path, 5, abort(1))
+    result = score.score_folder(str(tmp_path))
+    times = sorted(read_run(p).minutes for p in sorted(SSD07.glob("result_*.txt"))[1:])
+    assert result.valid and result.minutes == pytest.approx(sum(times[1:]) / 3)
+    _copy(SSD07, tmp_path, 5, abort(2))
+    result = score.score_folder(str(tmp_path))
+    assert not result.valid and result.reason == "2 non-converged runs, at most 1 allowed"
+
+
+def test_v06_needs_every_run_converged(tmp_path):
+    source = FIXTURES / "v0.6/NVIDIA/results/dgx1_ngc19.05_pytorch/ssd"
+    _copy(source, tmp_path, 5, lambda i, text: text.replace('"status": "success"', '"status": "aborted"') if i == 0 else text)
+    result = score.score_folder(str(tmp_path))
+    assert not result.valid and result.reason == "1 non-converged runs, at most 0 allowed"
+
+
+def test_v06_minigo_scored_from_eval_result(tmp_path):
+    for i in range(10):
+        (tmp_path / f"result_{i}.txt").write_text("\n".join([
+            ':::MLL 1000.0 submission_benchmark: {"value": "minigo", "metadata": {}}',
+            ':::MLL 1000.0 run_start: {"value": null, "metadata": {}}',
+            f':::MLL 99999.0 eval_result: {{"value": null, "metadata": {{"iteration": 9, "timestamp": {60.0 * (i + 1)}}}}}']))
+    result = score.score_folder(str(tmp_path))
+    assert (result.benchmark, result.round, result.valid) == ("minigo", "0.6.0", True)
+    assert result.minutes == pytest.approx(5.5)                   # mean of 2..9 minutes
+
+
+def test_mixed_benchmarks_are_invalid(tmp_path):
+    _copy(SSD07, tmp_path, 5)
+    shutil.copy(FIXTURES / "v0.7/NVIDIA/results/dgx1_ngc20.06_pytorch/gnmt/result_0.txt", tmp_path / "result_5.txt")
+    result = score.score_folder(str(tmp_path))
+    assert not result.valid and result.reason == "runs of different benchmarks: ssd, gnmt"
+
+
+def test_our_small_preset_logs_are_flagged():
+    result = score.score_folder(OURS)                              # a Path works too (series.py)
+    assert (result.benchmark, result.round, result.preset, result.small_preset) == ("ncf", "0.5.0", "small", True)
+    assert (result.runs, result.converged, result.valid) == (2, 2, False)
+    assert result.reason == "2 of 50 required converged runs in 2 of 100 runs"
+    assert "small (not a result)" in score.format_table([result])
+
+
+def _main(folders, **flags):
+    args = types.SimpleNamespace(folders=[str(f) for f in folders], ruleset=None, json=False, csv=False)
+    vars(args).update(flags)
+    return score.main(args)
+
+
+def test_main_json(capsys):
+    folder = str(FIXTURES / V07[0])
+    assert _main([folder], json=True) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["folder"] == folder and row["benchmark"] == "maskrcnn" and row["round"] == "0.7.0"
+    assert {"runs", "converged", "minutes", "valid", "reason"} <= set(row)
+    assert row["minutes"] == pytest.approx(EXPECTED_MINUTES[V07[0]])
+
+
+def test_main_csv_and_invalid_folder_exits_1(capsys):
+    assert _main([OURS], csv=True) == 1
+    [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["preset"] == "small" and row["valid"] == "False" and row["minutes"] == ""
+
+
+def test_main_json_invalid_has_null_minutes(capsys):
+    assert _main([OURS], json=True) == 1
+    assert json.loads(capsys.readouterr().out)[0]["minutes"] is None
+
+
+def test_unusable_folders_exit_2(tmp_path, capsys):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "result_0.txt").write_text("hello\nnot a log\n")
+    (tmp_path / "empty").mkdir()
+    assert _main([FIXTURES / V07[0], tmp_path / "junk", tmp_path / "empty"]) == 2
+    out, err = capsys.readouterr()
+    assert "not an MLPerf log" in out and "no result_*.txt files" in out
+    assert err.count("\n") == 2 and "Traceback" not in err
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    assert cli.main(["score", str(FIXTURES / V07[1])]) == 0
+    assert "71.278" in capsys.readouterr().out
+    assert cli.main(["score", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a folder" in err
+    assert cli.main(["score", "--ruleset", "0.6.0", str(FIXTURES / V07[1])]) == 1     # v0.6: no failed run allowed
+    assert "1 non-converged runs" in capsys.readouterr().out
