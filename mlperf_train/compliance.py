@@ -34,9 +34,6 @@ from mlperf_train.rules import RULES_DIR, RULESETS, load_suite
 EXIT_CLEAN, EXIT_NOT_COMPLIANT, EXIT_UNUSABLE = 0, 1, 2
 # The mlperf_logging parser of each log format (it has none for v0.5's :::MLPv0.5.0 lines).
 _PARSER_RULESET = {"mll": "0.6.0", "mllog": "0.7.0"}
-# Keys that describe the run, not a hyperparameter: never sent to the whitelist.
-_NOT_HPARAMS = re.compile(r"^(submission_|init_|run_|block_|epoch_|eval_|cache_clear|seed$|"
-                          r"mlperf_train_|train_samples|eval_samples|save_model|weights_)")
 _CONFIG_NAME = re.compile(r"(closed|open)_\w+\.yaml")
 
 
@@ -137,7 +134,8 @@ def run_checker(path: str, record: RunRecord) -> list[str]:
 
 
 def logged_hparams(path: str) -> dict:
-    """Hyperparameter key -> first logged value, from a :::MLLOG / :::MLL log."""
+    """Key -> first logged value, from a :::MLLOG / :::MLL log. Every key with a value: the
+    whitelist picks its own keys and ignores the rest (run events, submission_*, ...)."""
     hparams = {}
     with open(path, "rb") as f:
         for line in iter_lines(f):
@@ -145,7 +143,7 @@ def logged_hparams(path: str) -> dict:
             if parsed is None:
                 continue
             event = parsed[2]
-            if not _NOT_HPARAMS.match(event.key) and event.value is not None:
+            if event.value is not None:
                 hparams.setdefault(event.key, event.value)
     return hparams
 

@@ -96,6 +96,8 @@ class RunRecord:
             self.reason = "no run_start"
         elif self.stop_ms is None:
             self.reason = "no run_stop (truncated or unfinished log)"
+        elif self.stop_ms < self.start_ms:
+            self.reason = "run_stop before run_start"
         elif status != "success":
             self.reason = f"run_stop status {status or 'missing'}"
         else:

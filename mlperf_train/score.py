@@ -34,7 +34,7 @@ class FolderScore:
     converged: int
     minutes: float | None            # None when the result is invalid
     valid: bool
-    reason: str
+    reason: str                      # why invalid (or, when valid, a rule that applied)
     normalized: float | None = None  # reference_minutes / minutes, when the ruleset has one
     preset: str | None = None        # our logs: the hparams preset; small ones are no result
     usable: bool = True              # False: nothing here could be scored (exit status 2)
@@ -72,7 +72,8 @@ def _logged_target(bench_rules) -> float | None:
 
 
 def aggregate(records: list[RunRecord], bench_rules) -> tuple[float | None, str]:
-    """(minutes, reason) for judged records in run order; minutes is None when invalid."""
+    """(minutes, reason) for judged records in run order. minutes is None when invalid and
+    the reason says why; for a valid result the reason may note which rule applied."""
     aggregation = bench_rules.aggregation
     required = bench_rules.runs
     if aggregation.get("method") == "first_converged_olympic":
@@ -84,7 +85,8 @@ def aggregate(records: list[RunRecord], bench_rules) -> tuple[float | None, str]
         if len(converged) < wanted:
             done = f"{len(considered)} of {required} runs" if len(considered) < required else f"{required} runs"
             return None, f"{len(converged)} of {wanted} required converged runs in {done}"
-        return olympic_mean([r.minutes for r in converged[:wanted]]), ""
+        note = f"the first {wanted} of {len(converged)} converged runs, in run order"
+        return olympic_mean([r.minutes for r in converged[:wanted]]), note
     if len(records) < required:
         return None, f"{len(records)} of {required} required runs"
     converged = [r for r in records if r.converged]
@@ -96,7 +98,7 @@ def aggregate(records: list[RunRecord], bench_rules) -> tuple[float | None, str]
     minutes = olympic_mean([r.minutes for r in converged], drop_slowest=1 - num_failed)
     if minutes is None:
         return None, "too few converged runs for the olympic mean"
-    return minutes, ""
+    return minutes, f"{num_failed} non-converged run counted as the slowest" if num_failed else ""
 
 
 def _only(values: Iterable, what: str) -> tuple[str | None, str]:

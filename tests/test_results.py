@@ -110,6 +110,8 @@ def test_bad_input_gives_reasons(tmp_path):
     truncated = _mllog(0, "run_start") + "\n" + ':::MLLOG {"time_ms": 5, "key": "run_st'
     record = read_run(_write(tmp_path, truncated))
     assert not record.converged and "no run_stop" in record.reason
+    backwards = _mllog(60000, "run_start") + "\n" + _mllog(0, "run_stop", status="success")
+    assert read_run(_write(tmp_path, backwards)).reason == "run_stop before run_start"
     record = read_run(_write(tmp_path, _mllog(0, "init_start")))
     assert record.log_format == "mllog" and record.reason == "no run_start"
 

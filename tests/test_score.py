@@ -114,6 +114,7 @@ def test_ncf_first_50_converged_in_run_order():
     result = score.score_folder(str(folder))
     assert (result.runs, result.converged, result.round) == (100, 55, "0.5.0")
     assert result.normalized == pytest.approx(46.72 / result.minutes)
+    assert result.reason == "the first 50 of 55 converged runs, in run order"
     # the 50 fastest converged runs would give a different (smaller) score
     fastest = sorted(r.minutes for r in map(read_run, folder.glob("result_*.txt")) if r.converged)[:50]
     assert score.olympic_mean(fastest) < result.minutes - 0.1
@@ -157,6 +158,7 @@ def test_v07_one_non_converged_run_is_the_dropped_slowest_two_are_invalid(tmp_pa
     result = score.score_folder(str(tmp_path))
     times = sorted(read_run(p).minutes for p in sorted(SSD07.glob("result_*.txt"))[1:])
     assert result.valid and result.minutes == pytest.approx(sum(times[1:]) / 3)
+    assert result.reason == "1 non-converged run counted as the slowest"
     _copy(SSD07, tmp_path, 5, abort(2))
     result = score.score_folder(str(tmp_path))
     assert not result.valid and result.reason == "2 non-converged runs, at most 1 allowed"
