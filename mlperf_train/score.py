@@ -142,6 +142,9 @@ def score_folder(folder: str | Path, ruleset: str | None = None) -> FolderScore:
         result.reason = inconsistent
         return result
     minutes, reason = aggregate(records, bench_rules)
+    unfinished = glob.glob(os.path.join(glob.escape(result.folder), "result_*.txt.partial"))
+    if minutes is None and unfinished:   # a killed run of `mlperf-train run` (see series.py)
+        reason += f"; {len(unfinished)} unfinished run(s) (.partial) not counted"
     result.minutes, result.valid, result.reason = minutes, minutes is not None, reason
     if minutes and bench_rules.reference_minutes:
         result.normalized = bench_rules.reference_minutes / minutes

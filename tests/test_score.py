@@ -149,6 +149,8 @@ def test_incomplete_series_is_invalid(tmp_path):
     result = score.score_folder(str(tmp_path))
     assert not result.valid and result.usable and result.minutes is None
     assert result.reason == "3 of 5 required runs"
+    (tmp_path / "result_3.txt.partial").write_text("killed half way\n")
+    assert score.score_folder(str(tmp_path)).reason == "3 of 5 required runs; 1 unfinished run(s) (.partial) not counted"
 
 
 def test_v07_one_non_converged_run_is_the_dropped_slowest_two_are_invalid(tmp_path):
