@@ -1,16 +1,18 @@
-"""NCF (NeuMF) on MovieLens-20M style data: the harness plug-in."""
+"""NCF (NeuMF on MovieLens-20M): the harness plug-in (``mlperf_train/benchmark.py``)."""
 from __future__ import annotations
 
 import dataclasses
-import types
+import importlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mlperf_train.benchmark import Benchmark, TrainStats
-from references.ncf.data import prepare_ratings
-from references.ncf.metric import hit_and_ndcg
+from references.ncf import data
+from references.ncf.metric import distinct_mask, hit_and_ndcg
 from references.ncf.model import NeuMF
 from references.ncf.synthetic import write_ratings
 
@@ -19,121 +21,156 @@ CLOSED = {"closed": True}
 
 @dataclasses.dataclass(frozen=True)
 class NcfSettings:
-    mf_dim: int = 64
-    layers: tuple = (256, 256, 128, 64)
+    """Defaults are the reference's (spec sections 1-2); ``closed`` ones are fixed in a
+    closed-division run of the reference preset."""
+
+    mf_dim: int = dataclasses.field(default=64, metadata=CLOSED)
+    layers: list = dataclasses.field(default_factory=lambda: [256, 256, 128, 64], metadata=CLOSED)
     min_ratings: int = dataclasses.field(default=20, metadata=CLOSED)
     eval_negatives: int = dataclasses.field(default=999, metadata=CLOSED)
     train_negatives: int = dataclasses.field(default=4, metadata=CLOSED)
-    eval_batch_users: int = 2048
-    # synthetic generator (small preset only)
+    # users scored per evaluation step (x 1,000 candidates): memory, not results
+    eval_batch_users: int = 32
+    # the synthetic ratings.csv of the small preset (spec section 9)
     synth_users: int = 2000
     synth_items: int = 3000
     synth_dim: int = 8
 
 
+@dataclasses.dataclass
+class NcfState:
+    settings: NcfSettings
+    hparams: Any
+    env: Any
+    generator: torch.Generator           # the epoch's negatives and order: same on every rank
+    model: torch.nn.Module | None = None  # built in open_data: its size is the data's
+    optimizers: list = dataclasses.field(default_factory=list)
+    train: data.TrainingSet | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+    eval_users: torch.Tensor | None = None
+    eval_test: torch.Tensor | None = None
+    eval_negatives: torch.Tensor | None = None
+    eval_distinct: torch.Tensor | None = None
+    last_ndcg: float = float("nan")
+
+
 class NcfBenchmark(Benchmark):
     name = "ncf"
-    metric = "hr_at_10"
+    metric = "HR@10"
     Settings = NcfSettings
 
+    # --- data ------------------------------------------------------------------------------
     def prepare(self, source, data_dir, settings):
         source = Path(source)
         csv = source / "ratings.csv" if source.is_dir() else source
-        prepare_ratings(csv, Path(data_dir), settings.min_ratings, settings.eval_negatives)
+        meta = data.prepare_ratings(csv, Path(data_dir), settings.min_ratings, settings.eval_negatives)
+        print(f"ncf: {meta['num_users']} users, {meta['num_items']} items, {meta['num_train']} training "
+              f"positives, {meta['num_users']} test positives with {settings.eval_negatives} negatives each")
 
     def generate_small(self, data_dir, settings, seed=0):
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         write_ratings(data_dir / "ratings.csv", settings.synth_users, settings.synth_items,
                       settings.synth_dim, seed)
-        self.prepare(data_dir, data_dir, settings)
+        data.prepare_ratings(data_dir / "ratings.csv", data_dir, settings.min_ratings, settings.eval_negatives)
 
+    # --- one run ---------------------------------------------------------------------------
     def init(self, preset, env):
-        hp = preset.hparams
-        return types.SimpleNamespace(preset=preset, env=env, settings=preset.settings, hp=hp, model=None)
+        # The model's size is the data's (users, items), so it is built in open_data, on the
+        # clock, as REF builds it after loading the data.
+        generator = torch.Generator(device=env.device).manual_seed(env.seed)
+        # The first optimizer built in a process imports torch._dynamo (seconds): a library
+        # import belongs to the untimed init, not to open_data where the optimizers are made.
+        importlib.import_module("torch._dynamo")
+        return NcfState(settings=preset.settings, hparams=preset.hparams, env=env, generator=generator)
 
     def open_data(self, state, dataset):
-        d = np.load(Path(dataset.root) / "ncf.npz")
-        s, hp, env = state.settings, state.hp, state.env
-        state.num_users, state.num_items = int(d["num_users"]), int(d["num_items"])
-        state.train_users = torch.from_numpy(d["train_users"].astype(np.int64))
-        state.train_items = torch.from_numpy(d["train_items"].astype(np.int64))
-        state.pos_keys = torch.sort(state.train_users * state.num_items + state.train_items).values
-        state.test_items = torch.from_numpy(d["test_items"].astype(np.int64))
-        state.eval_negs = torch.from_numpy(d["eval_negatives"].astype(np.int64))
-        lazy = hp.get("opt_name", "adam") == "lazy_adam"
-        model = NeuMF(state.num_users, state.num_items, s.mf_dim, tuple(s.layers), sparse=lazy)
-        state.model = env.wrap_model(model)
-        kw = dict(lr=hp["opt_base_learning_rate"], betas=(hp.get("opt_adam_beta_1", 0.9), hp.get("opt_adam_beta_2", 0.999)),
-                  eps=hp.get("opt_adam_epsilon", 1e-8))
-        if lazy:
-            emb = [p for n, p in model.named_parameters() if "mf_" in n or "mlp_user" in n or "mlp_item" in n]
-            dense = [p for n, p in model.named_parameters() if not ("mf_" in n or "mlp_user" in n or "mlp_item" in n)]
-            state.opts = [torch.optim.SparseAdam(emb, **kw), torch.optim.Adam(dense, **kw)]
-        else:
-            state.opts = [torch.optim.Adam(model.parameters(), **kw)]
+        root, s, env = Path(dataset.root), state.settings, state.env
+        meta = state.meta = data.load_meta(root)
+        for key, wanted in (("min_ratings", s.min_ratings), ("num_eval_negatives", s.eval_negatives)):
+            if meta[key] != wanted:
+                raise ValueError(f"{root}: prepared with {key} = {meta[key]}, the settings say {wanted}")
+        state.train = data.TrainingSet(root, meta["num_users"], meta["num_items"], s.train_negatives, env.device)
+        users = env.shard(meta["num_users"])
+        test, negatives = data.load_eval_shard(root, users)
+        state.eval_users = torch.arange(users.start, users.stop, device=env.device)
+        state.eval_test = torch.from_numpy(test.astype(np.int64)).to(env.device)
+        state.eval_negatives = torch.from_numpy(negatives.astype(np.int64)).to(env.device)
+        state.eval_distinct = distinct_mask(state.eval_negatives)
 
-    def _negatives(self, state, users):
-        """Items not in the user's training positives (rejection against sorted keys)."""
-        items = torch.randint(0, state.num_items, users.shape)
-        while True:
-            keys = users * state.num_items + items
-            idx = torch.searchsorted(state.pos_keys, keys).clamp(max=len(state.pos_keys) - 1)
-            bad = state.pos_keys[idx] == keys
-            if not bad.any():
-                return items
-            items[bad] = torch.randint(0, state.num_items, (int(bad.sum()),))
+        lazy = state.hparams["opt_name"] == "lazy_adam"
+        model = NeuMF(meta["num_users"], meta["num_items"], s.mf_dim, tuple(s.layers), sparse=lazy, device=env.device)
+        state.model = env.wrap_model(model)
+        hp = state.hparams
+        adam = dict(lr=hp["opt_base_learning_rate"], betas=(hp["opt_adam_beta_1"], hp["opt_adam_beta_2"]),
+                    eps=hp["opt_adam_epsilon"])
+        if lazy:  # Lazy Adam: moments and updates only for the embedding rows in the batch
+            sparse = [p for e in model.embeddings() for p in e.parameters()]
+            dense = [p for m in (model.mlp, model.final) for p in m.parameters()]
+            state.optimizers = [torch.optim.SparseAdam(sparse, **adam), torch.optim.Adam(dense, fused=True, **adam)]
+        else:  # fused: the same Adam update in one kernel for all tensors (CPU and CUDA)
+            state.optimizers = [torch.optim.Adam(model.parameters(), fused=True, **adam)]
 
     def train_epoch(self, state, epoch):
-        s, env = state.settings, state.env
-        n = s.train_negatives
-        neg_users = state.train_users.repeat(n)
-        users = torch.cat([state.train_users, neg_users])
-        items = torch.cat([state.train_items, self._negatives(state, neg_users)])
-        labels = torch.cat([torch.ones(len(state.train_users)), torch.zeros(len(neg_users))])
-        perm = torch.randperm(len(users))
-        gbs = int(state.hp["global_batch_size"])
-        per_rank = gbs // env.world_size
+        env, train = state.env, state.train
+        train.new_epoch(state.generator)  # fresh negatives and order, on the clock
+        global_batch = int(state.hparams["global_batch_size"])
+        total = train.samples_per_epoch
         state.model.train()
-        total, count = 0.0, 0
-        for start in range(0, len(users), gbs):
-            b = perm[start:start + gbs][env.rank * per_rank:(env.rank + 1) * per_rank]
-            if len(b) == 0:
-                continue
-            for opt in state.opts:
-                opt.zero_grad()
-            logits = state.model(users[b], items[b])
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[b])
-            loss.backward()
-            for opt in state.opts:
-                opt.step()
-            total += float(loss.detach()) * len(b)
-            count += len(b)
-        return TrainStats(num_samples=len(users), loss=total / max(count, 1))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+        num_local = 0
+        for start in range(0, total, global_batch):
+            # Every rank holds the same order and takes its slice of each global batch.
+            samples = env.shard_batch(train.order[start:start + global_batch])
+            users, items, labels = train.batch(samples)
+            for optimizer in state.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            batch_loss = F.binary_cross_entropy_with_logits(state.model(users, items), labels, reduction="sum")
+            # The mean over the global batch once DDP averages over ranks, so the trajectory
+            # is the one-process one even when the last batch does not split evenly.
+            (batch_loss * (env.world_size / min(global_batch, total - start))).backward()
+            for optimizer in state.optimizers:
+                optimizer.step()
+            loss_sum += batch_loss.detach()
+            num_local += len(samples)
+        return TrainStats(num_samples=num_local, loss=float(loss_sum) / max(num_local, 1))
 
     @torch.no_grad()
     def evaluate(self, state, epoch):
-        env = state.env
-        state.model.eval()
-        users = torch.tensor(list(env.shard(state.num_users)), dtype=torch.long)
-        sums = torch.zeros(2, dtype=torch.float64)
-        for start in range(0, len(users), state.settings.eval_batch_users):
-            u = users[start:start + state.settings.eval_batch_users]
-            cand = torch.cat([state.test_items[u, None], state.eval_negs[u]], dim=1)
-            scores = state.model(u[:, None].expand_as(cand), cand)
-            hit, ndcg = hit_and_ndcg(scores[:, 0], scores[:, 1:])
+        env, model = state.env, getattr(state.model, "module", state.model)
+        model.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=env.device)
+        step = state.settings.eval_batch_users
+        for start in range(0, len(state.eval_users), step):
+            users = state.eval_users[start:start + step]
+            negatives = state.eval_negatives[start:start + step]
+            # REF ranks sigmoid outputs: float32 saturation ties count (the positive loses them)
+            pos = torch.sigmoid(model(users, state.eval_test[start:start + step]))
+            neg = torch.sigmoid(model(users[:, None].expand_as(negatives).reshape(-1), negatives.reshape(-1)))
+            hit, ndcg = hit_and_ndcg(pos, neg.view_as(negatives), state.eval_distinct[start:start + step])
             sums += torch.stack([hit.sum(), ndcg.sum()])
         sums = env.all_reduce_sum(sums)
-        # NDCG@10 is computed (sums[1]) but the engine takes one number: HR@10 is the target metric.
-        state.last_ndcg = float(sums[1]) / state.num_users
-        return float(sums[0]) / state.num_users
+        num_users = state.meta["num_users"]
+        state.last_ndcg = float(sums[1]) / num_users
+        return float(sums[0]) / num_users
 
+    def eval_extras(self, state):
+        return {"eval_ndcg": state.last_ndcg}
+
+    # --- logged keys (v0.5 NCF tags, spec section 7; README maps each) ------------------
     def logged_hparams(self, preset, env):
         s = preset.settings
-        # train_samples / eval_samples depend on the data, unknown before run_start: not logged yet.
-        return {"preproc_hp_min_ratings": s.min_ratings, "preproc_hp_num_eval": s.eval_negatives + 1,
-                "input_hp_num_neg": s.train_negatives, "model_hp_mf_dim": s.mf_dim,
-                "model_hp_mlp_layer_sizes": list(s.layers)}
+        return {"model_hp_mf_dim": s.mf_dim, "model_hp_mlp_layer_sizes": list(s.layers),
+                "model_hp_loss_fn": "binary_cross_entropy", "input_hp_num_neg": s.train_negatives,
+                "input_hp_sample_train_replacement": True, "input_order": "shuffled every epoch"}
+
+    def logged_data_keys(self, state):
+        meta, s = state.meta, state.settings
+        return {"preproc_hp_min_ratings": meta["min_ratings"], "preproc_hp_num_eval": meta["num_eval_negatives"],
+                "preproc_hp_sample_eval_replacement": True, "input_size": meta["num_train"],
+                "train_samples": state.train.samples_per_epoch, "eval_samples": meta["num_users"],
+                "eval_size": meta["num_users"] * (meta["num_eval_negatives"] + 1),
+                "eval_hp_num_users": meta["num_users"], "eval_hp_num_neg": meta["num_eval_negatives"]}
 
 
 BENCHMARK = NcfBenchmark()
