@@ -1,0 +1,168 @@
+"""ResNet-50 v1.5 on ImageNet: the harness plug-in (spec: shared/spec/resnet.md)."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import types
+from pathlib import Path
+
+import torch
+import torch.utils.data
+
+from mlperf_train.benchmark import Benchmark, TrainStats
+from mlperf_train.errors import UsageError
+from references.resnet.data import EvalImages, ImageIndex, ShardedBatchSampler, TrainImages
+from references.resnet.metric import top1_correct
+from references.resnet.model import ResNet
+from references.resnet.optim import recipe_from_hparams
+from references.resnet.prepare import prepare_imagenet
+from references.resnet.synthetic import write_raw_imagenet
+
+CLOSED = {"closed": True}
+TUPLE_FIELDS = ("blocks", "crop_aspect_ratio_range", "crop_area_range", "channel_means")
+
+
+def _closed(default):
+    return dataclasses.field(default=default, metadata=CLOSED)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResnetSettings:
+    """Defaults are the reference's. ``closed`` fields keep their default in a closed run
+    of the reference preset; the small preset shrinks images and width."""
+
+    # model (spec §2)
+    width: int = _closed(64)                    # stem channels = first stage's inner width
+    blocks: tuple = _closed((3, 4, 6, 3))
+    num_outputs: int = 1001                     # classes (1000) or classes + 1 (REF: 1001)
+    tf_same_max_pool: bool = True               # REF; False pads 1 px each side (NVIDIA MXNet)
+    truncated_normal_init: bool = True          # v0.7 tunable "truncated norm initialization"
+    label_smoothing: float = 0.0                # v0.7 allows 0 or 0.1; REF 0
+    # input pipeline (spec §1)
+    image_size: int = _closed(224)
+    eval_resize: int = _closed(256)             # short side before the centre crop
+    crop_min_object_covered: float = _closed(0.1)
+    crop_aspect_ratio_range: tuple = _closed((0.75, 1.33))
+    crop_area_range: tuple = _closed((0.05, 1.0))
+    crop_max_attempts: int = _closed(100)
+    channel_means: tuple = _closed((123.68, 116.78, 103.94))
+    # throughput only: no effect on the numbers computed
+    num_workers: int = 8                        # loader processes per rank
+    eval_batch_size: int = 250                  # per rank
+    channels_last: bool = True                  # on CUDA
+    # the small generated dataset (small preset only)
+    synth_classes: int = 10
+    synth_train_per_class: int = 300
+    synth_val_per_class: int = 50
+    synth_min_size: int = 64
+    synth_max_size: int = 160
+
+    def __post_init__(self):
+        for name in TUPLE_FIELDS:  # YAML gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.label_smoothing not in (0.0, 0.1):
+            raise UsageError(f"settings.label_smoothing = {self.label_smoothing!r}: the rules allow 0.0 or 0.1")
+
+
+class ResnetBenchmark(Benchmark):
+    name = "resnet"
+    metric = "top-1"
+    Settings = ResnetSettings
+
+    # --- before any run ----------------------------------------------------------------
+    def prepare(self, source, data_dir, settings):
+        summary = prepare_imagenet(Path(source), Path(data_dir))
+        print(f"resnet: {summary['classes']} classes, {summary['train']} train and {summary['val']} val "
+              f"images, {len(summary['reencoded'])} re-encoded")
+
+    def generate_small(self, data_dir, settings, seed=0):
+        raw = Path(data_dir) / "raw"
+        write_raw_imagenet(raw, settings.synth_classes, settings.synth_train_per_class,
+                           settings.synth_val_per_class, settings.synth_min_size, settings.synth_max_size, seed)
+        prepare_imagenet(raw, Path(data_dir))
+        shutil.rmtree(raw)  # the prepared tree holds hard links or copies
+
+    # --- one run -----------------------------------------------------------------------
+    def init(self, preset, env):
+        s, hp = preset.settings, preset.hparams
+        recipe = recipe_from_hparams(hp)
+        batch = int(hp["global_batch_size"])
+        if "model_bn_span" in hp and hp["model_bn_span"] != batch // env.world_size:
+            raise ValueError(f"hparams: model_bn_span = {hp['model_bn_span']}: batch norm here spans one rank's "
+                             f"batch, {batch // env.world_size}")
+        model = ResNet(s.num_outputs, s.blocks, s.width, s.tf_same_max_pool, s.truncated_normal_init)
+        memory_format = torch.channels_last if env.device.type == "cuda" and s.channels_last else torch.contiguous_format
+        model = model.to(env.device, memory_format=memory_format)
+        return types.SimpleNamespace(
+            env=env, settings=s, recipe=recipe, global_batch_size=batch, model=model, step=0,
+            ddp_model=env.wrap_model(model), optimizer=recipe.build_optimizer(model),
+            loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=s.label_smoothing), memory_format=memory_format)
+
+    def open_data(self, state, dataset):
+        s, env = state.settings, state.env
+        root = Path(dataset.root)
+        state.train_index, state.val_index = ImageIndex(root, "train"), ImageIndex(root, "val")
+        label_offset = s.num_outputs - len(state.train_index.classes)
+        if label_offset not in (0, 1):
+            raise ValueError(f"settings.num_outputs = {s.num_outputs}: the data has {len(state.train_index.classes)} "
+                             f"classes; the rules allow that many outputs or one more")
+        state.sampler = ShardedBatchSampler(len(state.train_index), state.global_batch_size, env.rank,
+                                            env.world_size, env.seed)
+        loader_options = dict(num_workers=s.num_workers, persistent_workers=s.num_workers > 0,
+                              pin_memory=env.device.type == "cuda")
+        state.train_loader = torch.utils.data.DataLoader(
+            TrainImages(state.train_index, s, env.seed, label_offset), batch_sampler=state.sampler, **loader_options)
+        state.eval_loader = torch.utils.data.DataLoader(
+            EvalImages(state.val_index, s, label_offset, env.shard(len(state.val_index))),
+            batch_size=s.eval_batch_size, **loader_options)
+        state.schedule = state.recipe.schedule_for(len(state.train_index), state.global_batch_size)
+
+    def logged_data_keys(self, state):
+        return {"train_samples": len(state.train_index), "eval_samples": len(state.val_index)}
+
+    def train_epoch(self, state, epoch):
+        env, model, optimizer = state.env, state.ddp_model, state.optimizer
+        model.train()
+        state.sampler.set_epoch(epoch)
+        loss_sum, count = torch.zeros((), device=env.device), 0
+        for images, labels in state.train_loader:
+            images = images.to(env.device, non_blocking=True, memory_format=state.memory_format)
+            labels = labels.to(env.device, non_blocking=True)
+            lr = state.schedule(state.step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = state.loss_fn(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state.step += 1
+            loss_sum += loss.detach() * len(labels)
+            count += len(labels)
+        return TrainStats(num_samples=count, loss=float(loss_sum) / max(count, 1))
+
+    @torch.no_grad()
+    def evaluate(self, state, epoch):
+        env, model = state.env, state.model  # not the DDP wrapper: shards differ in batch count
+        if env.is_distributed:  # batch-norm statistics are per rank; evaluate with their mean
+            for buffer in (b for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var"))):
+                buffer.copy_(env.all_reduce_sum(buffer.clone()) / env.world_size)
+        model.eval()
+        correct, count = torch.zeros((), dtype=torch.int64, device=env.device), 0
+        for images, labels in state.eval_loader:
+            images = images.to(env.device, non_blocking=True, memory_format=state.memory_format)
+            correct += top1_correct(model(images), labels.to(env.device, non_blocking=True))
+            count += len(labels)
+        totals = env.all_reduce_sum(torch.stack([correct.double(), torch.tensor(float(count), device=env.device,
+                                                                                 dtype=torch.float64)]))
+        if int(totals[1]) != len(state.val_index):
+            raise RuntimeError(f"evaluated {int(totals[1])} of {len(state.val_index)} validation images")
+        return float(totals[0]) / len(state.val_index)
+
+    def logged_hparams(self, preset, env):
+        if "model_bn_span" in preset.hparams:
+            return {}
+        # BN statistics are computed over one rank's batch (no synchronised BN).
+        return {"model_bn_span": int(preset.hparams["global_batch_size"]) // env.world_size}
+
+
+BENCHMARK = ResnetBenchmark()
