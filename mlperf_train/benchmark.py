@@ -69,6 +69,15 @@ class Dataset:
 
 
 @dataclasses.dataclass(frozen=True)
+class Logged:
+    """A value from ``logged_hparams`` or ``logged_data_keys`` that is logged with MLLOG
+    metadata, e.g. ``Logged(256, {"method": "discard"})`` for ``max_sequence_length``."""
+
+    value: Any
+    metadata: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainStats:
     """What ``train_epoch`` reports: work done (for throughput) and the mean loss."""
 
@@ -132,7 +141,9 @@ class Benchmark:
         """MLPerf keys and values this benchmark logs once, before ``run_start``, besides
         ``preset.hparams`` (which the harness logs itself): ``train_samples``,
         ``eval_samples``, ``model_bn_span``, fixed reference values, and so on.
-        ``global_batch_size`` is logged by the harness from ``preset.hparams``."""
+        ``global_batch_size`` is logged by the harness from ``preset.hparams``. A key that
+        is also in ``preset.hparams`` replaces it (logged once); a :class:`Logged` value
+        carries metadata."""
         return {}
 
     def logged_data_keys(self, state: Any) -> dict[str, Any]:

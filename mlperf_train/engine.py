@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mlperf_train import clock
-from mlperf_train.benchmark import Benchmark, DataNotYetAvailable, Dataset, TrainStats
+from mlperf_train.benchmark import Benchmark, DataNotYetAvailable, Dataset, Logged, TrainStats
 from mlperf_train.distributed import RunEnv
 from mlperf_train.hparams import Preset
 from mlperf_train.mllog import PRESET_KEY, ResultLog
@@ -94,6 +94,13 @@ def cadence_for(preset: Preset, rules: BenchmarkRules) -> EvalCadence:
     return EvalCadence(**{**preset.eval, "at_epochs": tuple(preset.eval.get("at_epochs", ()))})
 
 
+def _log_value(log: ResultLog, key: str, value: Any, time_ms: int | None = None) -> None:
+    if isinstance(value, Logged):
+        log.event(key, value.value, metadata=dict(value.metadata), time_ms=time_ms)
+    else:
+        log.event(key, value, time_ms=time_ms)
+
+
 def _scaled(quality, scale: float):
     if isinstance(quality, Mapping):
         return {name: value * scale for name, value in quality.items()}
@@ -138,7 +145,7 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
             logged = {"global_batch_size": preset.hparams["global_batch_size"], **preset.hparams,
                       **benchmark.logged_hparams(preset, env)}
             for key, value in logged.items():
-                log.event(key, value)
+                _log_value(log, key, value)
         if outcome.run_start_ms is None:
             start_clock(clock.synced_now_ms(env))
         else:  # the watchdog started the clock; the ranks meet here before the data opens
@@ -147,7 +154,7 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
         env.dataset._open_for_run()
         benchmark.open_data(state, env.dataset)
         for key, value in benchmark.logged_data_keys(state).items():
-            log.event(key, value, time_ms=clock.now_ms())
+            _log_value(log, key, value, time_ms=clock.now_ms())
         _train_until_done(benchmark, state, preset, rules, cadence, env, log, progress, outcome)
     except (KeyboardInterrupt, RunInterrupted) as interrupt:
         name = getattr(interrupt, "signal_name", "SIGINT")

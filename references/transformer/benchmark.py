@@ -1,0 +1,164 @@
+"""Transformer (big) on WMT17 en-de: the harness plug-in (spec shared/spec/transformer.md)."""
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+
+import torch
+
+from mlperf_train.benchmark import Benchmark, Logged, TrainStats
+from references.seq2seq.batching import pad_batch, pad_rows
+from references.seq2seq.beam_search import beam_search
+from references.seq2seq.subword import EOS_ID, Subtokenizer
+from references.transformer import data, metric, synthetic
+from references.transformer.model import Transformer
+
+CLOSED = {"closed": True}
+
+
+def _closed(default):
+    return dataclasses.field(default=default, metadata=CLOSED)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerSettings:
+    # model: REF --params=big (spec §2)
+    d_model: int = _closed(1024)
+    num_heads: int = _closed(16)
+    ffn_inner: int = _closed(4096)
+    num_layers: int = _closed(6)
+    dropout: float = _closed(0.1)            # layer postprocess and input dropout
+    attention_dropout: float = _closed(0.1)
+    relu_dropout: float = _closed(0.1)
+    label_smoothing: float = _closed(0.1)
+    vocab_size: int = _closed(33708)         # embedding rows; the prepared vocabulary must fit
+    # vocabulary (prepare, untimed)
+    vocab_min_count: int = _closed(6)
+    vocab_file_byte_limit: int = _closed(1_000_000)
+    num_train_shards: int = 100
+    # input pipeline; the rules allow either method for max_sequence_length
+    max_sequence_method: str = "discard"
+    bucket_min_boundary: int = 8
+    bucket_boundary_scale: float = 1.1
+    shard_cycle_length: int = 4
+    # evaluation (spec §2 "Eval decode")
+    beam_size: int = _closed(4)
+    length_penalty_alpha: float = _closed(0.6)
+    extra_decode_length: int = _closed(50)
+    eval_batch_size: int = 32
+    # generated small data (generate_small only)
+    synth_train_pairs: int = 30000
+    synth_dev_pairs: int = 1000
+    synth_test_pairs: int = 1000
+    synth_max_words: int = 25
+
+
+def learning_rate(step: int, multiplier: float, d_model: int, warmup_steps: int) -> float:
+    """L * d^-1/2 * min(1, s/W) * max(s, W)^-1/2 at global step s (0 for the first update)."""
+    warmup = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+    return multiplier * d_model ** -0.5 * warmup * max(step, warmup_steps, 1) ** -0.5
+
+
+class TransformerBenchmark(Benchmark):
+    name = "transformer"
+    metric = "BLEU"
+    Settings = TransformerSettings
+
+    def prepare(self, source, data_dir, settings):
+        data.prepare(Path(source), Path(data_dir), settings)
+
+    def generate_small(self, data_dir, settings, seed=0):
+        raw = Path(data_dir) / "raw"
+        synthetic.write_raw_corpus(raw, settings.synth_train_pairs, settings.synth_dev_pairs,
+                                   settings.synth_test_pairs, seed, settings.synth_max_words)
+        self.prepare(raw, data_dir, settings)
+
+    def init(self, preset, env):
+        s, hp = preset.settings, preset.hparams
+        if s.max_sequence_method not in ("discard", "truncate"):
+            raise ValueError(f"settings.max_sequence_method = {s.max_sequence_method!r}: discard or truncate")
+        model = Transformer(s.vocab_size, s.d_model, s.num_heads, s.ffn_inner, s.num_layers,
+                            s.dropout, s.attention_dropout, s.relu_dropout).to(env.device)
+        # Lazy Adam updates only the rows of a sparse gradient; here the embedding is also the
+        # output projection, so every row has a gradient at every step and Lazy Adam is Adam.
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.0, eps=hp["opt_adam_epsilon"],
+                                     betas=(hp["opt_adam_beta_1"], hp["opt_adam_beta_2"]))
+        return types.SimpleNamespace(preset=preset, env=env, settings=s, hp=hp, model=env.wrap_model(model),
+                                     raw_model=model, optimizer=optimizer, step=0)
+
+    def open_data(self, state, dataset):
+        s, root = state.settings, Path(dataset.root)
+        state.tokenizer = Subtokenizer.load(root / data.VOCAB_FILE)
+        if len(state.tokenizer) > s.vocab_size:
+            raise ValueError(f"{root}: vocabulary of {len(state.tokenizer)} > settings.vocab_size {s.vocab_size}")
+        state.train = data.TrainingSet(root, state.hp["max_sequence_length"], s.max_sequence_method)
+        state.test_ids, state.test_refs = data.load_test_set(root, state.tokenizer)
+        # The reference decodes sentences sorted by word count, longest first; the ranks
+        # take turns down that list, so each gets long and short ones.
+        raw_sources = data.read_lines(root / data.TEST_FILES[0])
+        order = sorted(range(len(state.test_ids)), key=lambda i: -len(raw_sources[i].split()))
+        state.my_test = order[state.env.rank::state.env.world_size]
+
+    def logged_data_keys(self, state):
+        return {"train_samples": state.train.num_pairs, "eval_samples": len(state.test_ids)}
+
+    def logged_hparams(self, preset, env):
+        return {"max_sequence_length": Logged(preset.hparams["max_sequence_length"],
+                                              {"method": preset.settings.max_sequence_method})}
+
+    def train_epoch(self, state, epoch):
+        s, hp, env, train = state.settings, state.hp, state.env, state.train
+        batches = train.epoch_batches(env.seed, epoch, hp["global_batch_size"] // env.world_size,
+                                      s.shard_cycle_length, s.bucket_min_boundary, s.bucket_boundary_scale)
+        # Every rank builds the same list; step j gives rank r batch j * world_size + r.
+        usable = len(batches) - len(batches) % env.world_size
+        truncate = train.max_length if s.max_sequence_method == "truncate" else None
+        state.model.train()
+        loss_sum, token_count, num_samples = 0.0, 0, 0
+        for indices in batches[env.rank:usable:env.world_size]:
+            src = pad_batch(train.src, indices, truncate).to(env.device)
+            tgt = pad_batch(train.tgt, indices, truncate).to(env.device)
+            lr = learning_rate(state.step, hp["opt_base_learning_rate"], s.d_model,
+                               hp["opt_learning_rate_warmup_steps"])
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
+            state.optimizer.zero_grad(set_to_none=True)
+            total, count = metric.label_smoothed_loss(state.model(src, tgt), tgt, s.label_smoothing)
+            (total / max(count, 1)).backward()
+            state.optimizer.step()
+            state.step += 1
+            loss_sum, token_count, num_samples = loss_sum + float(total.detach()), token_count + count, num_samples + len(indices)
+        return TrainStats(num_samples=num_samples, loss=loss_sum / max(token_count, 1))
+
+    @torch.no_grad()
+    def evaluate(self, state, epoch):
+        s, env, model = state.settings, state.env, state.raw_model
+        model.eval()
+        hypotheses, references = [], []
+        for start in range(0, len(state.my_test), s.eval_batch_size):
+            chunk = state.my_test[start:start + s.eval_batch_size]
+            hypotheses += self.translate(state, [state.test_ids[i] for i in chunk])
+            references += [state.test_refs[i] for i in chunk]
+        stats = torch.from_numpy(metric.bleu_statistics(hypotheses, references))
+        return metric.bleu_points(env.all_reduce_sum(stats.to(env.device)).cpu().numpy())
+
+    def translate(self, state, sources: list[list[int]]) -> list[str]:
+        """Beam search, output cut at the first EOS, subtokenizer decode."""
+        s, model, device = state.settings, state.raw_model, state.env.device
+        src = pad_rows(sources).to(device)
+        static = model.start_cache(*model.encode(src))
+        static = {name: value.repeat_interleave(s.beam_size, 0) for name, value in static.items()}
+
+        def step_fn(last_ids, step, cache):
+            return model.decode_step(last_ids, step, cache, static)
+
+        ids, _ = beam_search(step_fn, {}, len(sources), s.beam_size,
+                             src.shape[1] + s.extra_decode_length, s.length_penalty_alpha, EOS_ID, device=device)
+        texts = []
+        for row in ids.tolist():
+            texts.append(state.tokenizer.decode(row[:row.index(EOS_ID)] if EOS_ID in row else row))
+        return texts
+
+
+BENCHMARK = TransformerBenchmark()
