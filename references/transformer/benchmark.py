@@ -5,10 +5,11 @@ import dataclasses
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mlperf_train.benchmark import Benchmark, Logged, TrainStats
-from references.seq2seq.batching import pad_batch, pad_rows
+from references.seq2seq.batching import pad_batch, pad_rows, token_batches
 from references.seq2seq.beam_search import beam_search
 from references.seq2seq.subword import EOS_ID, Subtokenizer
 from references.transformer import data, metric, synthetic
@@ -94,6 +95,8 @@ class TransformerBenchmark(Benchmark):
             raise ValueError(f"{root}: vocabulary of {len(state.tokenizer)} > settings.vocab_size {s.vocab_size}")
         state.train = data.TrainingSet(root, state.hp["max_sequence_length"], s.max_sequence_method)
         state.test_ids, state.test_refs = data.load_test_set(root, state.tokenizer)
+        state.dev_src, state.dev_tgt, dev_ids = data.load_dev_set(root, state.hp["max_sequence_length"])
+        state.my_dev = dev_ids[state.env.rank::state.env.world_size]
         # The reference decodes sentences sorted by word count, longest first; the ranks
         # take turns down that list, so each gets long and short ones.
         raw_sources = data.read_lines(root / data.TEST_FILES[0])
@@ -107,28 +110,38 @@ class TransformerBenchmark(Benchmark):
         return {"max_sequence_length": Logged(preset.hparams["max_sequence_length"],
                                               {"method": preset.settings.max_sequence_method})}
 
-    def train_epoch(self, state, epoch):
-        s, hp, env, train = state.settings, state.hp, state.env, state.train
-        batches = train.epoch_batches(env.seed, epoch, hp["global_batch_size"] // env.world_size,
-                                      s.shard_cycle_length, s.bucket_min_boundary, s.bucket_boundary_scale)
-        # Every rank builds the same list; step j gives rank r batch j * world_size + r.
+    def rank_batches(self, state, epoch) -> list:
+        """This rank's batches of the epoch. Every rank builds the same list of batches of
+        at most ``global_batch_size / world_size`` padded tokens; step j gives rank r batch
+        j * world_size + r (the last incomplete step is dropped)."""
+        s, hp, env = state.settings, state.hp, state.env
+        batches = state.train.epoch_batches(env.seed, epoch, hp["global_batch_size"] // env.world_size,
+                                            s.shard_cycle_length, s.bucket_min_boundary, s.bucket_boundary_scale)
         usable = len(batches) - len(batches) % env.world_size
+        return batches[env.rank:usable:env.world_size]
+
+    def train_step(self, state, indices) -> tuple[float, int]:
+        """One optimizer step on the pairs ``indices``; returns (summed loss, target tokens)."""
+        s, hp, train, device = state.settings, state.hp, state.train, state.env.device
         truncate = train.max_length if s.max_sequence_method == "truncate" else None
+        src = pad_batch(train.src, indices, truncate).to(device)
+        tgt = pad_batch(train.tgt, indices, truncate).to(device)
+        lr = learning_rate(state.step, hp["opt_base_learning_rate"], s.d_model, hp["opt_learning_rate_warmup_steps"])
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        state.optimizer.zero_grad(set_to_none=True)
+        total, count = metric.label_smoothed_loss(state.model(src, tgt), tgt, s.label_smoothing)
+        (total / max(count, 1)).backward()
+        state.optimizer.step()
+        state.step += 1
+        return float(total.detach()), count
+
+    def train_epoch(self, state, epoch):
         state.model.train()
         loss_sum, token_count, num_samples = 0.0, 0, 0
-        for indices in batches[env.rank:usable:env.world_size]:
-            src = pad_batch(train.src, indices, truncate).to(env.device)
-            tgt = pad_batch(train.tgt, indices, truncate).to(env.device)
-            lr = learning_rate(state.step, hp["opt_base_learning_rate"], s.d_model,
-                               hp["opt_learning_rate_warmup_steps"])
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            state.optimizer.zero_grad(set_to_none=True)
-            total, count = metric.label_smoothed_loss(state.model(src, tgt), tgt, s.label_smoothing)
-            (total / max(count, 1)).backward()
-            state.optimizer.step()
-            state.step += 1
-            loss_sum, token_count, num_samples = loss_sum + float(total.detach()), token_count + count, num_samples + len(indices)
+        for indices in self.rank_batches(state, epoch):
+            total, count = self.train_step(state, indices)
+            loss_sum, token_count, num_samples = loss_sum + total, token_count + count, num_samples + len(indices)
         return TrainStats(num_samples=num_samples, loss=loss_sum / max(token_count, 1))
 
     @torch.no_grad()
@@ -141,7 +154,27 @@ class TransformerBenchmark(Benchmark):
             hypotheses += self.translate(state, [state.test_ids[i] for i in chunk])
             references += [state.test_refs[i] for i in chunk]
         stats = torch.from_numpy(metric.bleu_statistics(hypotheses, references))
-        return metric.bleu_points(env.all_reduce_sum(stats.to(env.device)).cpu().numpy())
+        bleu = metric.bleu_points(env.all_reduce_sum(stats.to(env.device)).cpu().numpy())
+        state.dev_loss = self.dev_loss(state)
+        return bleu
+
+    def dev_loss(self, state) -> float:
+        """The reference also reports the loss on newstest2013 after each epoch (not part of
+        the metric, but on the clock): label-smoothed, per target token, no dropout."""
+        s, env, model = state.settings, state.env, state.raw_model
+        lengths = np.maximum(state.dev_src.lengths, state.dev_tgt.lengths)
+        sums = torch.zeros(2, dtype=torch.float64)
+        for indices in token_batches(state.my_dev, lengths, state.hp["global_batch_size"] // env.world_size,
+                                     state.hp["max_sequence_length"], s.bucket_min_boundary, s.bucket_boundary_scale):
+            src = pad_batch(state.dev_src, indices).to(env.device)
+            tgt = pad_batch(state.dev_tgt, indices).to(env.device)
+            total, count = metric.label_smoothed_loss(model(src, tgt), tgt, s.label_smoothing)
+            sums += torch.tensor([float(total), count], dtype=torch.float64)
+        sums = env.all_reduce_sum(sums.to(env.device)).cpu()
+        return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
+
+    def eval_extras(self, state):
+        return {"eval_loss": state.dev_loss} if np.isfinite(state.dev_loss) else {}
 
     def translate(self, state, sources: list[list[int]]) -> list[str]:
         """Beam search, output cut at the first EOS, subtokenizer decode."""

@@ -197,6 +197,14 @@ class TrainingSet:
                              min_boundary, boundary_scale)
 
 
+def load_dev_set(data_dir: Path, max_length: int) -> tuple[TokenArrays, TokenArrays, np.ndarray]:
+    """newstest2013 as encoded at prepare: (sources, targets, ids of the pairs that fit
+    ``max_length``, which the reference's dev-loss pipeline keeps)."""
+    with np.load(Path(data_dir) / shard_name("dev", 1, 1)) as d:
+        src, tgt = TokenArrays(d["src_tokens"], d["src_offsets"]), TokenArrays(d["tgt_tokens"], d["tgt_offsets"])
+    return src, tgt, np.flatnonzero((src.lengths <= max_length) & (tgt.lengths <= max_length))
+
+
 def load_test_set(data_dir: Path, tokenizer: Subtokenizer) -> tuple[list[list[int]], list[str]]:
     """newstest2014: encoded sources (ids + EOS) and the raw reference lines."""
     sources = read_lines(Path(data_dir) / TEST_FILES[0])

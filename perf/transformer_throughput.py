@@ -1,0 +1,87 @@
+"""Transformer throughput: training tokens/s and beam-search decoding sentences/s.
+
+Runs the reference's own code (``BENCHMARK.init``, ``train_step``, ``translate``) on the
+small preset's generated data. Training is timed over ``--steps`` steps after a warm-up;
+decoding is timed on the generated newstest2014 after the model has trained ``--steps``
+more steps (an untrained model never emits EOS and always decodes to the length limit).
+
+    python perf/transformer_throughput.py [--hparams FILE] [--steps N] [--device cpu|cuda]
+
+With ``--hparams hparams/transformer/reference.yaml`` the big model runs on the same toy
+data (with its 33,708-row embedding, so the output layer costs what it costs on WMT;
+sentences are shorter than WMT's, about 13 subtokens against about 30).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from mlperf_train import datacache
+from mlperf_train.distributed import RunEnv
+from mlperf_train.hparams import HPARAMS_DIR, load_preset
+from references.transformer.benchmark import BENCHMARK
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hparams", type=Path, default=HPARAMS_DIR / "transformer" / "small.yaml")
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps")
+    parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--decode-sentences", type=int, default=512)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+
+    preset = load_preset(args.hparams, None, "open", BENCHMARK.Settings, expected_benchmark="transformer")
+    small = load_preset(HPARAMS_DIR / "transformer" / "small.yaml", None, "open", BENCHMARK.Settings)
+    env = RunEnv.from_environment(device=args.device)
+    env.seed_everything(1)
+    # The data of the small preset, whatever the model: the real WMT data may not be here.
+    root = datacache.small_dataset(BENCHMARK, small, env)
+    settings = dataclasses.replace(preset.settings, num_train_shards=small.settings.num_train_shards)
+    preset = dataclasses.replace(preset, settings=settings)
+    state = BENCHMARK.init(preset, env)
+    BENCHMARK.open_data(state, types.SimpleNamespace(root=root))
+    batches = BENCHMARK.rank_batches(state, 1)
+    needed = args.warmup_steps + 2 * args.steps
+    batches = (batches * (needed // len(batches) + 1))[:needed]
+    sync = torch.cuda.synchronize if env.device.type == "cuda" else (lambda: None)
+
+    state.model.train()
+    for indices in batches[:args.warmup_steps]:
+        BENCHMARK.train_step(state, indices)
+    sync()
+    start, target_tokens, all_tokens = time.perf_counter(), 0, 0
+    for indices in batches[args.warmup_steps:args.warmup_steps + args.steps]:
+        _, count = BENCHMARK.train_step(state, indices)
+        target_tokens += count
+        all_tokens += count + int(state.train.src.lengths[indices].sum())
+    sync()
+    train_seconds = time.perf_counter() - start
+    for indices in batches[args.warmup_steps + args.steps:]:  # more training so the decoder stops at EOS
+        BENCHMARK.train_step(state, indices)
+
+    state.raw_model.eval()
+    chosen = state.my_test[:args.decode_sentences]
+    sync()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for first in range(0, len(chosen), preset.settings.eval_batch_size):
+            part = chosen[first:first + preset.settings.eval_batch_size]
+            BENCHMARK.translate(state, [state.test_ids[i] for i in part])
+    sync()
+    decode_seconds = time.perf_counter() - start
+
+    print(f"preset {preset.name} ({args.hparams}), device {env.device}, torch threads {torch.get_num_threads()}")
+    print(f"train: {args.steps} steps of <= {preset.hparams['global_batch_size']} padded tokens in {train_seconds:.1f} s: "
+          f"{target_tokens / train_seconds:,.0f} target tokens/s ({all_tokens / train_seconds:,.0f} source+target tokens/s)")
+    print(f"decode: {len(chosen)} sentences, beam {preset.settings.beam_size}, batches of "
+          f"{preset.settings.eval_batch_size}, in {decode_seconds:.1f} s: {len(chosen) / decode_seconds:,.1f} sentences/s")
+
+
+if __name__ == "__main__":
+    main()
