@@ -9,7 +9,7 @@ from PIL import Image
 
 from references.resnet.benchmark import ResnetSettings
 from references.resnet.data import (EvalImages, ImageIndex, ShardedBatchSampler, TrainImages, eval_resized_size,
-                                    resize_bilinear, resize_weights, sample_distorted_crop)
+                                    resize_bilinear, sample_distorted_crop, source_positions)
 from references.resnet.prepare import prepare_imagenet, val_labels
 from references.resnet.synthetic import write_raw_imagenet
 
@@ -49,7 +49,19 @@ def test_resize_is_tf1_legacy_bilinear():
     assert resize_bilinear(image, 1, 2)[0, 0].tolist() == [0.0, 20.0]
     # upsampling 4 -> 8: source = x / 2, the last sample clamps to the edge
     assert resize_bilinear(image, 1, 8)[0, 0].tolist() == [0, 5, 10, 15, 20, 25, 30, 30]
-    assert torch.allclose(resize_weights(37, 224).sum(1), torch.ones(224))
+    assert source_positions(37, 224)[-1] < 37 and source_positions(4, 2).tolist() == [0.0, 2.0]
+    # against the same arithmetic written per pixel, on a random image
+    image = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    out = resize_bilinear(image, 3, 4)
+    for y in range(3):
+        for x in range(4):
+            sy, sx = y * 5 / 3, x * 7 / 4
+            y0, x0 = int(sy), int(sx)
+            y1, x1 = min(y0 + 1, 4), min(x0 + 1, 6)
+            p = image.float()
+            top = p[:, y0, x0] + (p[:, y0, x1] - p[:, y0, x0]) * (sx - x0)
+            bottom = p[:, y1, x0] + (p[:, y1, x1] - p[:, y1, x0]) * (sx - x0)
+            assert torch.allclose(out[:, y, x], top + (bottom - top) * (sy - y0), atol=1e-3)
 
 
 def test_eval_size_truncates_like_tf():

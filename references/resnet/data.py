@@ -6,8 +6,8 @@ with p = 0.5, bilinear resize to 224×224 ignoring aspect, RGB mean subtraction 
 Eval: resize the short side to 256 keeping aspect, centre 224 crop, same means.
 
 Resizing reproduces TF1's ``resize_images`` (bilinear, ``align_corners=False``, no half-pixel
-centres: source = destination × in/out), as two small interpolation matrices, so the
-pixels are the reference's rather than PyTorch's half-pixel ``interpolate``. Every random
+centres: source = destination × in/out), so the pixels are the reference's rather than
+PyTorch's half-pixel ``interpolate``. Every random
 draw of a sample comes from a generator seeded by (run seed, epoch, sample index): the
 augmentation is the same whatever the number of loader workers or ranks.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torch.utils.data
 from PIL import Image
 
@@ -99,26 +100,25 @@ def sample_distorted_crop(height: int, width: int, rng: np.random.Generator, min
 
 
 @functools.lru_cache(maxsize=4096)
-def resize_weights(in_size: int, out_size: int) -> torch.Tensor:
-    """[out_size, in_size] matrix of TF1's legacy bilinear resize along one axis."""
-    source = np.arange(out_size, dtype=np.float32) * (np.float32(in_size) / np.float32(out_size))
-    lower = np.floor(source)
-    lerp = source - lower
-    upper = np.minimum(np.ceil(source), in_size - 1).astype(np.int64)
-    weights = np.zeros((out_size, in_size), dtype=np.float32)
-    rows = np.arange(out_size)
-    np.add.at(weights, (rows, lower.astype(np.int64)), 1.0 - lerp)
-    np.add.at(weights, (rows, upper), lerp)
-    return torch.from_numpy(weights)
+def source_positions(in_size: int, out_size: int) -> torch.Tensor:
+    """TF1 legacy bilinear along one axis: output pixel i samples the source at
+    i × in/out (float32), clamped to the last pixel. PyTorch's half-pixel rule would be
+    (i + 0.5) × in/out − 0.5."""
+    return torch.arange(out_size, dtype=torch.float32) * (np.float32(in_size) / np.float32(out_size))
 
 
 def resize_bilinear(image: torch.Tensor, height: int, width: int, rows: slice = slice(None),
                     cols: slice = slice(None)) -> torch.Tensor:
-    """Resize uint8 [3, H, W] to float32 [3, height, width]; ``rows``/``cols`` keep only part
-    of the output (a centre crop costs only the pixels it keeps)."""
-    weights_y = resize_weights(image.shape[1], height)[rows]
-    weights_x = resize_weights(image.shape[2], width)[cols]
-    return weights_y @ image.float() @ weights_x.T
+    """Resize uint8 [3, H, W] to float32 [3, height, width] with TF1's sampling positions;
+    ``rows``/``cols`` keep only part of the output, so a centre crop costs only the pixels it
+    keeps. ``grid_sample`` does the bilinear taps (border padding = TF's clamp at the edge)."""
+    in_height, in_width = image.shape[1], image.shape[2]
+    # grid_sample (align_corners=False) reads normalised g at pixel ((g + 1)·size − 1) / 2
+    grid_y = (2 * source_positions(in_height, height)[rows] + 1) / in_height - 1
+    grid_x = (2 * source_positions(in_width, width)[cols] + 1) / in_width - 1
+    grid = torch.stack([grid_x.expand(len(grid_y), -1), grid_y[:, None].expand(-1, len(grid_x))], dim=-1)
+    return F.grid_sample(image[None].float(), grid[None], mode="bilinear", padding_mode="border",
+                         align_corners=False)[0]
 
 
 def eval_resized_size(height: int, width: int, resize_min: int) -> tuple[int, int]:
