@@ -14,12 +14,15 @@ import torch
 
 def distinct_mask(negatives: torch.Tensor) -> torch.Tensor:
     """True at the first occurrence of each item in each row (negatives are drawn with
-    replacement, so an item can appear twice; REF counts it once)."""
+    replacement, so an item can appear twice; REF counts it once). Rows that are already
+    sorted, as ``prepare`` writes them, take one pass; others are sorted first."""
+    if negatives.shape[1] == 0 or bool((negatives[:, 1:] >= negatives[:, :-1]).all()):
+        first = torch.ones_like(negatives, dtype=torch.bool)
+        first[:, 1:] = negatives[:, 1:] != negatives[:, :-1]
+        return first
     order = torch.sort(negatives, dim=1)
-    first = torch.ones_like(negatives, dtype=torch.bool)
-    first[:, 1:] = order.values[:, 1:] != order.values[:, :-1]
-    mask = torch.empty_like(first)
-    mask.scatter_(1, order.indices, first)
+    mask = torch.empty_like(negatives, dtype=torch.bool)
+    mask.scatter_(1, order.indices, distinct_mask(order.values))
     return mask
 
 
