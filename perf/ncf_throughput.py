@@ -95,6 +95,8 @@ def main() -> None:
     print(f"phases of one epoch ({done:,} samples, {total:.2f} s timed, {done / total:,.0f} samples/s):")
     for phase, value in sorted(seconds.items(), key=lambda kv: -kv[1]):
         print(f"  {phase:28s} {value:7.3f} s  {100 * value / total:5.1f} %")
+    steps = total - seconds["negative sampling + shuffle"]
+    print(f"  steps alone (without the once-per-epoch sampling): {done / steps:,.0f} samples/s")
 
     if args.eval_users is not None:
         for name in ("eval_users", "eval_test", "eval_negatives", "eval_distinct"):
