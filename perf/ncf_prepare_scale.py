@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def write_big_ratings(path: Path, num_users: int, num_items: int, num_rows: int, seed: int = 0) -> int:
     rng = np.random.default_rng(seed)
-    # 20 + a geometric tail with the mean that gives about num_rows ratings
-    extra_mean = num_rows / num_users - 20
-    counts = np.minimum(20 + rng.geometric(1 / (extra_mean + 1), size=num_users) - 1, num_items // 4)
+    # 22 + a geometric tail with the mean that gives about num_rows ratings once repeated
+    # (user, movie) draws are merged (about 5 % of them with this popularity curve)
+    extra_mean = 1.053 * num_rows / num_users - 22
+    counts = np.minimum(22 + rng.geometric(1 / (extra_mean + 1), size=num_users) - 1, num_items // 4)
     users = np.repeat(np.arange(num_users, dtype=np.int64), counts)
     popularity = 1.0 / (np.arange(num_items) + 10.0) ** 0.8
     items = rng.choice(num_items, size=len(users), p=popularity / popularity.sum())
