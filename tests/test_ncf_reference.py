@@ -232,3 +232,17 @@ def test_lazy_adam_moves_only_the_rows_in_the_batch(small_data, opt_name):
 def test_open_data_refuses_data_prepared_with_other_settings(small_data):
     with pytest.raises(ValueError, match="min_ratings"):
         _state(small_data, settings=dataclasses.replace(SMALL, min_ratings=10))
+
+
+def test_cpu_threads_apply_inside_the_benchmark_only(small_data):
+    state = _state(small_data, settings=dataclasses.replace(SMALL, cpu_threads=1))
+    seen = []
+    original = state.model.forward
+    state.model.forward = lambda *a: seen.append(torch.get_num_threads()) or original(*a)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        BENCHMARK.train_epoch(state, 1)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

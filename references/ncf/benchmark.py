@@ -1,6 +1,7 @@
 """NCF (NeuMF on MovieLens-20M): the harness plug-in (``mlperf_train/benchmark.py``)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from pathlib import Path
@@ -16,6 +17,19 @@ from references.ncf.model import NeuMF
 from references.ncf.synthetic import write_ratings
 
 CLOSED = {"closed": True}
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int):
+    """Run a block with ``count`` intra-op threads (0: as it is), then restore the
+    process's setting, so that other benchmarks of the same process keep theirs."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +94,6 @@ class NcfBenchmark(Benchmark):
     def init(self, preset, env):
         # The model's size is the data's (users, items), so it is built in open_data, on the
         # clock, as REF builds it after loading the data.
-        if preset.settings.cpu_threads and env.device.type == "cpu":
-            torch.set_num_threads(preset.settings.cpu_threads)
         generator = torch.Generator(device=env.device).manual_seed(env.seed)
         # The first optimizer built in a process imports torch._dynamo (seconds): a library
         # import belongs to the untimed init, not to open_data where the optimizers are made.
@@ -89,6 +101,10 @@ class NcfBenchmark(Benchmark):
         return NcfState(settings=preset.settings, hparams=preset.hparams, env=env, generator=generator)
 
     def open_data(self, state, dataset):
+        with cpu_threads(state.settings.cpu_threads):
+            self._open_data(state, dataset)
+
+    def _open_data(self, state, dataset):
         root, s, env = Path(dataset.root), state.settings, state.env
         meta = state.meta = data.load_meta(root)
         for key, wanted in (("min_ratings", s.min_ratings), ("num_eval_negatives", s.eval_negatives)):
@@ -117,6 +133,10 @@ class NcfBenchmark(Benchmark):
             state.optimizers = [torch.optim.Adam(model.parameters(), fused=True, **adam)]
 
     def train_epoch(self, state, epoch):
+        with cpu_threads(state.settings.cpu_threads):
+            return self._train_epoch(state, epoch)
+
+    def _train_epoch(self, state, epoch):
         env, train = state.env, state.train
         train.new_epoch(state.generator)  # fresh negatives and order, on the clock
         global_batch = int(state.hparams["global_batch_size"])
@@ -140,8 +160,12 @@ class NcfBenchmark(Benchmark):
             num_local += len(samples)
         return TrainStats(num_samples=num_local, loss=float(loss_sum) / max(num_local, 1))
 
-    @torch.no_grad()
     def evaluate(self, state, epoch):
+        with cpu_threads(state.settings.cpu_threads):
+            return self._evaluate(state, epoch)
+
+    @torch.no_grad()
+    def _evaluate(self, state, epoch):
         env, model = state.env, getattr(state.model, "module", state.model)
         model.eval()
         sums = torch.zeros(2, dtype=torch.float64, device=env.device)
