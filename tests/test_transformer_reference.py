@@ -107,3 +107,13 @@ def test_small_preset_reaches_its_target(tmp_path):
     stop = [e for e in events(log) if e["key"] == "run_stop"][0]
     assert stop["metadata"]["status"] == "success"
     assert compliance.check_log(str(log)) == []
+
+
+def test_generate_small_is_deterministic(tmp_path):
+    settings = TransformerSettings(**{**TINY_SETTINGS, "synth_train_pairs": 60})
+    BENCHMARK.generate_small(tmp_path / "a", settings, seed=4)
+    BENCHMARK.generate_small(tmp_path / "b", settings, seed=4)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
+    assert data.VOCAB_FILE in names and "newstest2014.de" in names
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
