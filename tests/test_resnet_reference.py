@@ -58,7 +58,7 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     events = events_of(path)
     values = {e["key"]: e["value"] for e in events}
     assert values["train_samples"] == 48 and values["eval_samples"] == 20
-    assert values["model_bn_span"] == 16 and values["sgd_opt_base_learning_rate"] == 0.1
+    assert values["model_bn_span"] == 16 and values["sgd_opt_base_learning_rate"] == preset.hparams["sgd_opt_base_learning_rate"]
     assert [e["key"] for e in events].count("eval_accuracy") == 1
     assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) == 0, capsys.readouterr().out
 

@@ -7,9 +7,9 @@ Eval: resize the short side to 256 keeping aspect, centre 224 crop, same means.
 
 Resizing reproduces TF1's ``resize_images`` (bilinear, ``align_corners=False``, no half-pixel
 centres: source = destination × in/out), so the pixels are the reference's rather than
-PyTorch's half-pixel ``interpolate``. Every random
-draw of a sample comes from a generator seeded by (run seed, epoch, sample index): the
-augmentation is the same whatever the number of loader workers or ranks.
+PyTorch's half-pixel ``interpolate``. Every random draw of a sample comes from a generator
+seeded by (run seed, epoch, sample index): the augmentation is the same whatever the number
+of loader workers or ranks.
 """
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ class ImageIndex:
         classes_file, list_file = root / "classes.txt", root / f"{split}.txt"
         if classes_file.is_file() and list_file.is_file():
             self.classes = classes_file.read_text().split()
-            relative = list_file.read_text().split("\n")
-            relative = [line for line in relative if line]
+            relative = [line for line in list_file.read_text().splitlines() if line]
         else:
             self.classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
             relative = sorted(f"{wnid}/{p.name}" for wnid in self.classes if (root / split / wnid).is_dir()
