@@ -194,7 +194,7 @@ class NcfBenchmark(Benchmark):
                 "input_hp_sample_train_replacement": True, "input_order": "shuffled every epoch"}
 
     def logged_data_keys(self, state):
-        meta, s = state.meta, state.settings
+        meta = state.meta
         return {"preproc_hp_min_ratings": meta["min_ratings"], "preproc_hp_num_eval": meta["num_eval_negatives"],
                 "preproc_hp_sample_eval_replacement": True, "input_size": meta["num_train"],
                 "train_samples": state.train.samples_per_epoch, "eval_samples": meta["num_users"],
