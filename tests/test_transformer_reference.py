@@ -117,3 +117,17 @@ def test_generate_small_is_deterministic(tmp_path):
     assert data.VOCAB_FILE in names and "newstest2014.de" in names
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_parallel_encoding_writes_the_same_shards(tmp_path, monkeypatch):
+    write_raw_corpus(tmp_path / "raw", num_train=60, num_dev=4, num_test=4, seed=2)
+    settings = TransformerSettings(vocab_size=4096, num_train_shards=3)
+    data.prepare(tmp_path / "raw", tmp_path / "serial", settings)
+    monkeypatch.setattr(data, "_PARALLEL_ABOVE_LINES", 10)
+    monkeypatch.setattr(data, "_CHUNK_LINES", 1)  # blocks of 10 lines: several per corpus
+    monkeypatch.setattr(data.os, "cpu_count", lambda: 2)
+    data.prepare(tmp_path / "raw", tmp_path / "parallel", settings)
+    for shard in range(1, 4):
+        name = data.shard_name("train", shard, 3)
+        with np.load(tmp_path / "serial" / name) as a, np.load(tmp_path / "parallel" / name) as b:
+            assert all(np.array_equal(a[key], b[key]) for key in a.files)
