@@ -142,3 +142,15 @@ def test_sharded_batches_cover_every_sample_once_per_epoch():
     sampler = ShardedBatchSampler(num_samples, batch, 0, 1, seed=1)
     sampler.set_epoch(2)
     assert [i for step in sampler for i, _ in step] != single
+
+
+def test_loader_workers_do_not_change_the_batches(raw_and_prepared):
+    _, prepared, _ = raw_and_prepared
+    train = TrainImages(ImageIndex(prepared, "train"), TINY, seed=2, label_offset=0)
+
+    def first_batches(num_workers):
+        sampler = ShardedBatchSampler(len(train), 8, rank=0, world_size=1, seed=2)
+        loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, num_workers=num_workers)
+        return [images for images, _ in loader][:2]
+
+    assert all(torch.equal(a, b) for a, b in zip(first_batches(0), first_batches(2)))
