@@ -20,9 +20,9 @@ def _write(root: Path, name: str, lines: list[str]) -> None:
     (folder / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def write_raw_corpus(root: Path, num_train: int, num_dev: int, num_test: int, seed: int,
+def write_raw_corpus(root: Path | str, num_train: int, num_dev: int, num_test: int, seed: int,
                      max_words: int = 25) -> None:
-    language = ToyLanguagePair(seed)
+    root, language = Path(root), ToyLanguagePair(seed)
     rng = np.random.default_rng(seed + 1)
     # The three "corpora" split the training pairs 40/30/30.
     sizes = [num_train * 4 // 10, num_train * 3 // 10]
