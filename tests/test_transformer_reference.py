@@ -131,3 +131,16 @@ def test_parallel_encoding_writes_the_same_shards(tmp_path, monkeypatch):
         name = data.shard_name("train", shard, 3)
         with np.load(tmp_path / "serial" / name) as a, np.load(tmp_path / "parallel" / name) as b:
             assert all(np.array_equal(a[key], b[key]) for key in a.files)
+
+
+@pytest.mark.parametrize("ruleset", ["0.5.0", "0.6.0", "0.7.0"])
+def test_presets_pass_the_whitelists(ruleset, tmp_path):
+    from mlperf_train.hparams import check_file
+    reference = HPARAMS_DIR / "transformer" / "reference.yaml"
+    assert check_file(reference, ruleset, "closed", TransformerSettings)[1] == []
+    assert check_file(HPARAMS_DIR / "transformer" / "small.yaml", "0.7.0", "closed", TransformerSettings)[1] == []
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(reference.read_text().replace("d_model: 1024", "d_model: 512")
+                       .replace("opt_adam_epsilon: 1.0e-9", "opt_adam_epsilon: 1.0e-8"))
+    rules = {v.key for v in check_file(changed, ruleset, "closed", TransformerSettings)[1]}
+    assert "settings.d_model" in rules and ("hparams.opt_adam_epsilon" in rules) == (ruleset != "0.6.0")
