@@ -110,7 +110,7 @@ def prepare(source: Path, data_dir: Path, settings) -> None:
     num_shards = settings.num_train_shards
     shard_src: list[list] = [[] for _ in range(num_shards)]
     shard_tgt: list[list] = [[] for _ in range(num_shards)]
-    num_train = sum(1 for pair in TRAIN_FILES for _ in open(files[pair[0]], encoding="utf-8"))
+    num_train = sum(_count_lines(files[pair[0]]) for pair in TRAIN_FILES)
     workers = min(os.cpu_count() or 1, 8) if num_train > _PARALLEL_ABOVE_LINES else 0
     pool = multiprocessing.Pool(workers, _init_worker, (tokenizer.subtokens,)) if workers > 1 else None
     try:
@@ -144,6 +144,11 @@ def prepare(source: Path, data_dir: Path, settings) -> None:
     (data_dir / INFO_FILE).write_text(json.dumps({
         "train_pairs": position, "num_train_shards": num_shards, "vocab_size": len(tokenizer),
         "vocab_source": str(vocab_path) if vocab_path else "built"}, indent=1))
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 def _concat(parts: list[TokenArrays]) -> TokenArrays:
