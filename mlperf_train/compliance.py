@@ -5,9 +5,9 @@ Which configs check a log:
 - a ``:::MLLOG`` log of ruleset 0.7.0: the official ``training_0.7.0`` configs;
 - our ``:::MLLOG`` logs of older rulesets (v0.5 NCF): project configs in the same YAML
   language, ``rules/<ruleset>/compliance/common.yaml`` then ``<division>_<benchmark>.yaml``.
-A small preset has its own target, so its log is checked without the benchmark config's
-target check: the project copy ``small_<config>.yaml`` where there is one, else the config
-with the ``eval_accuracy`` ATLEAST_ONE_CHECK (the only target check) left out.
+A small preset has its own target, so its log is checked with every benchmark config
+(``closed_<bench>.yaml`` and the ones it enqueues) minus its target check: the
+``eval_accuracy`` ATLEAST_ONE_CHECK, dropped from a scratch copy of the official file.
 Then the logged hyperparameters go through the whitelist (``whitelist.check_logged``).
 
 One line per problem; ``main`` exits 0 clean, 1 not compliant, 2 unusable input.
@@ -93,11 +93,6 @@ def _resolve(config: str, record: RunRecord, package_dir: str, scratch: str) -> 
     path = Path(package_dir, config)   # an absolute (project) path stays as it is
     if record.preset in (None, "reference") or not _CONFIG_NAME.fullmatch(path.name):
         return path
-    rulesets = [record.ruleset or ""] + re.findall(r"training_(\d+\.\d+\.\d+)", str(path))
-    for ruleset in rulesets:
-        project = _project_config(ruleset, f"small_{path.name}")
-        if project:
-            return project
     return _without_target_check(path, scratch) if path.is_file() else path
 
 

@@ -10,7 +10,6 @@ import yaml
 
 from mlperf_train import cli, compliance
 from mlperf_train.results import read_run
-from mlperf_train.rules import RULES_DIR
 from test_results import OURS, published_fixtures
 
 FIXTURES = published_fixtures()
@@ -152,14 +151,16 @@ def test_small_preset_skips_only_the_target_check(tmp_path, capsys):
 
 @pytest.mark.parametrize("bench", ["resnet", "ssd", "maskrcnn", "gnmt", "transformer", "minigo"])
 def test_small_configs_are_the_official_ones_without_the_target_check(tmp_path, bench):
-    """rules/0.7.0/compliance/small_closed_<bench>.yaml equal what the fallback derives
-    (used for configs without a project copy: open division, NCF)."""
+    """A small preset's log meets every check of the official benchmark config but the target."""
     from mlperf_logging.compliance_checker import mlp_compliance
     official = Path(mlp_compliance.__file__).parent / "training_0.7.0" / f"closed_{bench}.yaml"
     derived = compliance._without_target_check(official, str(tmp_path))
-    project = RULES_DIR / "0.7.0" / "compliance" / f"small_closed_{bench}.yaml"
     load = lambda p: yaml.load(p.read_text(), Loader=yaml.BaseLoader)
-    assert derived != official and load(derived) == load(project)
+    expected = load(official)
+    for item in expected:
+        if item.get("KEY", {}).get("NAME") == "eval_accuracy":
+            del item["KEY"]["ATLEAST_ONE_CHECK"]
+    assert derived != official and load(derived) == expected
 
 
 def test_our_ncf_small_logs_pass_and_the_ncf_config_runs(tmp_path, capsys):

@@ -5,21 +5,18 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import ROOT, read_events, run_cli
 from mlperf_train import compliance
 from references.ncf.synthetic import write_ratings
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, env=None, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLPERF_TRAIN_DROP_CACHES": "0", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlperf_train", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def cli(*args, timeout=300):
+    return run_cli(*args, timeout=timeout)
 
 
 def test_prepare_command_processes_a_ratings_csv(tmp_path):
@@ -46,17 +43,13 @@ def small_run(tmp_path_factory):
     return result, output / "test" / "ncf" / "result_0.txt"
 
 
-def _events(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in path.read_text().splitlines()]
-
-
 @pytest.mark.slow
 def test_small_preset_reaches_its_target_and_its_log_passes_check(small_run):
     result, log = small_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert "success (target reached)" in result.stdout
     assert compliance.check_log(str(log)) == []
-    events = _events(log)
+    events = read_events(log)
     keys = [e["key"] for e in events]
     for key in ("preproc_hp_min_ratings", "input_hp_num_neg", "model_hp_mf_dim", "train_samples",
                 "eval_samples", "opt_adam_epsilon"):

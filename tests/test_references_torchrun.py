@@ -2,14 +2,11 @@
 
 NCF's small preset runs to its target; the others run one block and one evaluation.
 """
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
+from helpers import read_events, run_cli
 from mlperf_train.benchmark import implemented
 from mlperf_train.hparams import default_preset_path
 
@@ -17,14 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def torchrun_cli(*args, timeout=600):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLPERF_TRAIN_DROP_CACHES": "0"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv_backend=c10d",
-               "--rdzv_endpoint=localhost:0", "-m", "mlperf_train", "run", *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def events(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in path.read_text().splitlines() if ":::MLLOG" in line]
+    return run_cli("run", *args, nproc=2, timeout=timeout)
 
 
 def one_block_preset(benchmark, tmp_path):
@@ -42,7 +32,7 @@ def test_one_block_and_one_evaluation_on_two_ranks(benchmark, tmp_path):
     result = torchrun_cli(benchmark, "--hparams", one_block_preset(benchmark, tmp_path), "--runs", "1",
                           "--seed", "3", "--output", tmp_path, "--system", "ddp2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = events(tmp_path / "ddp2" / benchmark / "result_0.txt")
+    log = read_events(tmp_path / "ddp2" / benchmark / "result_0.txt")
     keys = [e["key"] for e in log]
     assert keys.count("eval_accuracy") == 1 and keys.count("block_start") == 1 and keys.count("run_stop") == 1
     assert keys.count("global_batch_size") == 1
@@ -52,6 +42,6 @@ def test_one_block_and_one_evaluation_on_two_ranks(benchmark, tmp_path):
 def test_ncf_small_preset_reaches_its_target_on_two_ranks(tmp_path):
     result = torchrun_cli("ncf", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "ddp2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = events(tmp_path / "ddp2" / "ncf" / "result_0.txt")
+    log = read_events(tmp_path / "ddp2" / "ncf" / "result_0.txt")
     stop = [e for e in log if e["key"] == "run_stop"][0]
     assert stop["metadata"]["status"] == "success"

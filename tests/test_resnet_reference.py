@@ -1,16 +1,13 @@
 """ResNet through the engine on tiny images: one block, one evaluation, an accepted log;
 determinism; the presets and whitelists of 0.5.0 and 0.7.0; the small preset to target (full)."""
-import dataclasses
-import json
-import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers import ROOT, read_events, run_cli
 from mlperf_train import compliance, engine, whitelist
 from mlperf_train.benchmark import Dataset
 from mlperf_train.cli import main as cli
@@ -20,7 +17,6 @@ from mlperf_train.mllog import ResultLog
 from mlperf_train.rules import benchmark_rules
 from references.resnet.benchmark import BENCHMARK, ResnetSettings
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_SETTINGS = {"image_size": 32, "eval_resize": 37, "width": 4, "blocks": [1, 1, 1, 1], "num_outputs": 5,
                  "num_workers": 0, "eval_batch_size": 16, "synth_classes": 4, "synth_train_per_class": 12,
                  "synth_val_per_class": 5, "synth_min_size": 40, "synth_max_size": 64}
@@ -43,10 +39,6 @@ def tiny_data(tmp_path_factory):
     return data
 
 
-def events_of(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in path.read_text().splitlines()]
-
-
 def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, capsys):
     preset = tiny_preset(tmp_path)
     log = ResultLog(tmp_path / "result_0.txt")
@@ -56,7 +48,7 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     path = log.close(finished=outcome.ended_by_rules)
     assert outcome.ended_by_rules and outcome.epochs == 1, outcome.reason
     assert 0.0 <= outcome.quality <= 1.0
-    events = events_of(path)
+    events = read_events(path)
     values = {e["key"]: e["value"] for e in events}
     assert values["train_samples"] == 48 and values["eval_samples"] == 20
     assert values["model_bn_span"] == 16 and values["sgd_opt_base_learning_rate"] == preset.hparams["sgd_opt_base_learning_rate"]
@@ -131,13 +123,10 @@ def test_closed_reference_keeps_closed_settings(tmp_path, capsys):
         ResnetSettings(label_smoothing=0.2)
 
 
-@pytest.mark.full
+@pytest.mark.slow
 def test_small_preset_reaches_its_target(tmp_path):
-    # one intra-op thread: on a shared 2-core box two threads stall at every op's barrier
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "mlperf_train", "run", "resnet", "--runs", "1", "--seed", "1",
-                             "--output", str(tmp_path), "--system", "test"], capture_output=True, text=True,
-                            timeout=1200, env=env)
+    result = run_cli("run", "resnet", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "test",
+                     timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "success (target reached)" in result.stdout
     log = tmp_path / "test" / "resnet" / "result_0.txt"

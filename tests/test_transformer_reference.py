@@ -1,15 +1,12 @@
 """Transformer reference: prepare on generated raw text, the length filter, one block and
 one evaluation through the engine (log accepted), and the small preset to its target."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from helpers import read_events, run_cli
 from mlperf_train import cli, compliance
 from mlperf_train.hparams import HPARAMS_DIR
 from references.seq2seq.subword import Subtokenizer
@@ -20,11 +17,6 @@ from references.transformer.synthetic import write_raw_corpus
 TINY_SETTINGS = {"d_model": 16, "num_heads": 2, "ffn_inner": 32, "num_layers": 1, "vocab_size": 1216,
                  "num_train_shards": 3, "eval_batch_size": 16, "synth_train_pairs": 300,
                  "synth_dev_pairs": 10, "synth_test_pairs": 24}
-
-
-def events(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in Path(path).read_text().splitlines()
-            if ":::MLLOG" in line]
 
 
 def test_prepare_reads_the_raw_layout_and_round_trips(tmp_path):
@@ -86,7 +78,7 @@ def test_one_block_and_one_evaluation_through_the_engine(tiny_preset, tmp_path):
     log = tmp_path / "logs" / "cpu" / "transformer" / "result_0.txt"
     assert compliance.check_log(str(log)) == []
     by_key = {}
-    for event in events(log):
+    for event in read_events(log):
         by_key.setdefault(event["key"], []).append(event)
     assert by_key["max_sequence_length"][0]["metadata"]["method"] == "discard"
     assert by_key["opt_adam_epsilon"][0]["value"] == 1e-9
@@ -96,15 +88,13 @@ def test_one_block_and_one_evaluation_through_the_engine(tiny_preset, tmp_path):
     assert by_key["run_stop"][0]["metadata"]["status"] == "aborted"  # the tiny target is out of reach
 
 
-@pytest.mark.full
+@pytest.mark.slow
 def test_small_preset_reaches_its_target(tmp_path):
-    env = {**os.environ, "MLPERF_TRAIN_DROP_CACHES": "0"}
-    result = subprocess.run([sys.executable, "-m", "mlperf_train", "run", "transformer", "--runs", "1", "--seed", "1",
-                             "--output", str(tmp_path), "--system", "cpu"], capture_output=True, text=True,
-                            timeout=1200, env=env)
+    result = run_cli("run", "transformer", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "cpu",
+                     timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = tmp_path / "cpu" / "transformer" / "result_0.txt"
-    stop = [e for e in events(log) if e["key"] == "run_stop"][0]
+    stop = [e for e in read_events(log) if e["key"] == "run_stop"][0]
     assert stop["metadata"]["status"] == "success"
     assert compliance.check_log(str(log)) == []
 
