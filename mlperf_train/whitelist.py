@@ -13,6 +13,7 @@ keys (the log's own bookkeeping, another implementation's extras) are expected a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 from pathlib import Path
@@ -249,8 +250,10 @@ def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: s
         constraints = allowed.keys.get(key)
         if constraints is None:
             if not logged:
+                close = difflib.get_close_matches(key, allowed.keys, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(allowed.keys)}"
                 found.append(KeyViolation(key, value, f"not a hyperparameter of {benchmark} in ruleset "
-                                          f"{ruleset}; allowed: {', '.join(allowed.keys)}"))
+                                          f"{ruleset}; {hint}"))
             continue
         found += _check_value(key, value, constraints, hparams, division)
     if not logged:

@@ -77,6 +77,8 @@ def test_check_reports_unknown_and_missing_keys_check_logged_does_not():
     hparams = {"global_batch_size": 8, "not_a_key": 1}
     found = rules_of(whitelist.check(hparams, "gnmt", "0.7.0", "closed"))
     assert found["not_a_key"].startswith("not a hyperparameter of gnmt")
+    typo = rules_of(whitelist.check({"opt_base_learning_rat": 0.1}, "gnmt", "0.7.0", "closed"))
+    assert typo["opt_base_learning_rat"].endswith("did you mean opt_base_learning_rate?")
     assert found["opt_base_learning_rate"] == "required"
     assert not whitelist.check_logged(hparams, "gnmt", "0.7.0", "closed")
 
