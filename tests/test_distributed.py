@@ -57,3 +57,26 @@ def test_a_fault_on_one_rank_aborts_the_run_without_hanging(tmp_path, fault):
     assert "interrupted by SIGTERM" in text or "another rank failed or stopped answering" in text
     if fault == "crash-rank1":
         assert "rank 1: run 0 aborted: error: RuntimeError: the toy crashed" in result.stderr
+
+
+def test_two_nodes_meet_at_one_rendezvous_endpoint(tmp_path):
+    """The multi-node launch of the README (``--nnodes=2`` and a c10d rendezvous endpoint),
+    both "nodes" on this machine: one log, written by global rank 0, stopping at the target."""
+    import socket
+
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLPERF_TRAIN_COLLECTIVE_TIMEOUT_S": "20",
+           "MLPERF_TRAIN_DROP_CACHES": "0"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               "--rdzv_backend=c10d", f"--rdzv_endpoint=localhost:{port}", "--rdzv_id=test-two-nodes",
+               str(WORKERS), "series", str(tmp_path), "success"]
+    nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=120)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    assert sorted(p.name for p in (tmp_path / "sys" / "toy").iterdir()) == ["result_0.txt"]
+    log = (tmp_path / "sys" / "toy" / "result_0.txt").read_text()
+    assert log.count('"key": "run_stop"') == 1 and '"status": "success"' in log
+    assert sum("2 process(es)" in output for output in outputs) == 1  # only global rank 0 speaks
