@@ -1,6 +1,6 @@
 """What the harness costs: the same training inside the engine and bare, side by side.
 
-    python perf/harness_overhead.py [--benchmark ncf] [--epochs 3] [--pairs 5]
+    python perf/harness_overhead.py [--benchmark ncf] [--epochs 3] [--pairs 21]
 
 Each pair runs the benchmark's small preset for ``--epochs`` epochs (evaluating at the
 preset's cadence) once through ``engine.run_once`` (logging, clock, target checks) and once
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="ncf")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=9)
+    parser.add_argument("--pairs", type=int, default=21)
     args = parser.parse_args()
 
     env = RunEnv()
