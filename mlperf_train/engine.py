@@ -226,7 +226,7 @@ def _train_until_done(benchmark, state, preset: Preset, rules: BenchmarkRules, c
             log.event("eval_accuracy", _scaled(quality, rules.logged_scale), time_ms=clock.now_ms(),
                       metadata={"epoch_num": epoch})
             for key, value in benchmark.eval_extras(state).items():
-                log.event(key, value, metadata={"epoch_num": epoch})
+                log.event(key, value, time_ms=clock.now_ms(), metadata={"epoch_num": epoch})
             log.end("eval_stop", time_ms=clock.now_ms(), metadata={"epoch_num": epoch})
             log.end("block_stop", time_ms=clock.now_ms(), metadata={"first_epoch_num": block_first_epoch})
             block_first_epoch = None

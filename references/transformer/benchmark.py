@@ -120,8 +120,9 @@ class TransformerBenchmark(Benchmark):
         usable = len(batches) - len(batches) % env.world_size
         return batches[env.rank:usable:env.world_size]
 
-    def train_step(self, state, indices) -> tuple[float, int]:
-        """One optimizer step on the pairs ``indices``; returns (summed loss, target tokens)."""
+    def train_step(self, state, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the pairs ``indices``; returns (summed loss, target tokens)
+        as device tensors (reading them here would synchronise every step)."""
         s, hp, train, device = state.settings, state.hp, state.train, state.env.device
         truncate = train.max_length if s.max_sequence_method == "truncate" else None
         src = pad_batch(train.src, indices, truncate).to(device)
@@ -131,17 +132,20 @@ class TransformerBenchmark(Benchmark):
             group["lr"] = lr
         state.optimizer.zero_grad(set_to_none=True)
         total, count = metric.label_smoothed_loss(state.model(src, tgt), tgt, s.label_smoothing)
-        (total / max(count, 1)).backward()
+        (total / count.clamp(min=1)).backward()
         state.optimizer.step()
         state.step += 1
-        return float(total.detach()), count
+        return total.detach(), count
 
     def train_epoch(self, state, epoch):
         state.model.train()
-        loss_sum, token_count, num_samples = 0.0, 0, 0
+        sums = torch.zeros(2, dtype=torch.float64, device=state.env.device)  # loss, target tokens
+        num_samples = 0
         for indices in self.rank_batches(state, epoch):
             total, count = self.train_step(state, indices)
-            loss_sum, token_count, num_samples = loss_sum + total, token_count + count, num_samples + len(indices)
+            sums += torch.stack([total.double(), count.double()])
+            num_samples += len(indices)
+        loss_sum, token_count = sums.tolist()
         return TrainStats(num_samples=num_samples, loss=loss_sum / max(token_count, 1))
 
     @torch.no_grad()
@@ -169,7 +173,7 @@ class TransformerBenchmark(Benchmark):
             src = pad_batch(state.dev_src, indices).to(env.device)
             tgt = pad_batch(state.dev_tgt, indices).to(env.device)
             total, count = metric.label_smoothed_loss(model(src, tgt), tgt, s.label_smoothing)
-            sums += torch.tensor([float(total), count], dtype=torch.float64)
+            sums += torch.stack([total.double(), count.double()]).cpu()
         sums = env.all_reduce_sum(sums.to(env.device)).cpu()
         return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 

@@ -12,8 +12,9 @@ from references.seq2seq import bleu
 PAD_ID = 0
 
 
-def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, int]:
-    """(sum over non-pad target tokens, their count). Soft targets put 1 - smoothing on the
+def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum over non-pad target tokens, their count), both tensors on the logits' device so
+    that a training step never waits for the device to report a number. Soft targets put 1 - smoothing on the
     gold token and smoothing / (V - 1) on every other; the constant entropy of the soft
     targets is subtracted, so a perfect prediction of them scores 0 (as the reference)."""
     vocab_size = logits.shape[-1]
@@ -24,7 +25,7 @@ def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: 
     entropy = -(confidence * math.log(confidence) + (vocab_size - 1) * low * math.log(low + 1e-20)) \
         if smoothing > 0 else 0.0
     mask = targets != PAD_ID
-    return ((cross_entropy - entropy) * mask).sum(), int(mask.sum())
+    return ((cross_entropy - entropy) * mask).sum(), mask.sum()
 
 
 def bleu_statistics(hypotheses: list[str], references: list[str]) -> np.ndarray:
