@@ -215,8 +215,9 @@ class Benchmark(abc.ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if getattr(cls, "__abstractmethods__", None):
-            return  # an intermediate base; the concrete class is checked
+        if any(getattr(getattr(cls, method, None), "__isabstractmethod__", False)
+               for method in Benchmark.__abstractmethods__):
+            return  # abstract still: instantiating it (``BENCHMARK = ...``, at import) fails
         problems = []
         if not (isinstance(cls.name, str) and cls.name):
             problems.append("`name` must be the MLPerf benchmark name")
