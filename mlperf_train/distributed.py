@@ -101,6 +101,15 @@ class RunEnv:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def all_gather_object(self, value) -> list:
+        """Every rank's ``value`` (picklable), in rank order, on every rank. For results that
+        cannot be summed across ranks, e.g. COCO detections (mAP is not additive)."""
+        if not self.is_distributed:
+            return [value]
+        gathered = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
     def barrier(self) -> None:
         if self.is_distributed:
             dist.barrier()

@@ -13,12 +13,12 @@ from typing import Any, Mapping
 
 import yaml
 
-from mlperf_train import whitelist
+from mlperf_train import quality, settings as settings_mod, whitelist
 from mlperf_train.errors import UsageError
-from mlperf_train.rules import benchmark_rules
+from mlperf_train.rules import RULESETS, benchmark_rules
 
 HPARAMS_DIR = Path(__file__).resolve().parents[1] / "hparams"
-TOP_LEVEL_KEYS = {"benchmark", "preset", "target", "max_epochs", "eval", "hparams", "settings"}
+TOP_LEVEL_KEYS = {"benchmark", "ruleset", "preset", "target", "max_epochs", "eval", "hparams", "settings"}
 REFERENCE_PRESET = "reference"
 FILE_KEY = "(file)"
 
@@ -52,7 +52,7 @@ class Preset:
     name: str                           # "reference" or the small preset's name
     ruleset: str
     division: str
-    target: float | Mapping[str, float]  # the ruleset's target, or the small preset's own
+    target: Mapping[str, float]         # the ruleset's target, or the small preset's own (quality.py)
     max_epochs: int
     eval: Mapping[str, Any]             # cadence override (small presets only), else empty
     hparams: Mapping[str, Any]          # whitelisted keys, logged as they are
@@ -85,7 +85,8 @@ def read_yaml(path: Path) -> tuple[Any, list[Violation]]:
 def check_file(path: Path, ruleset: str | None, division: str,
                benchmark_settings: type | None = None, expected_benchmark: str | None = None
                ) -> tuple[dict | None, list[Violation]]:
-    """Validate one hparams file; return (raw document, violations)."""
+    """Validate one hparams file; return (raw document, violations). ``ruleset`` (the
+    command line's) must agree with the file's own ``ruleset:`` where both are given."""
     source = str(path)
     doc, violations = read_yaml(path)
     if violations:
@@ -100,15 +101,15 @@ def check_file(path: Path, ruleset: str | None, division: str,
         return doc, violations
     if expected_benchmark and benchmark != expected_benchmark:
         violations.append(Violation(source, "benchmark", benchmark, f"this run is for {expected_benchmark!r}"))
+    ruleset, problem = file_ruleset(doc, ruleset)
+    if problem:
+        violations.append(Violation(source, "ruleset", doc.get("ruleset"), problem))
+        return doc, violations
     preset = doc.get("preset", REFERENCE_PRESET)
     if not isinstance(preset, str):
         violations.append(Violation(source, "preset", preset, "must be a string"))
         preset = REFERENCE_PRESET
     is_small = preset != REFERENCE_PRESET
-    if is_small and "target" not in doc:
-        violations.append(Violation(source, "target", whitelist.MISSING, "a small preset states its own target"))
-    if not is_small and "target" in doc:
-        violations.append(Violation(source, "target", doc["target"], "only a small preset may set this; the reference preset uses the ruleset's"))
     max_epochs = doc.get("max_epochs", whitelist.MISSING)
     if not (isinstance(max_epochs, int) and not isinstance(max_epochs, bool) and max_epochs >= 1):
         violations.append(Violation(source, "max_epochs", max_epochs, "required: integer >= 1"))
@@ -117,6 +118,7 @@ def check_file(path: Path, ruleset: str | None, division: str,
     except UsageError as error:
         violations.append(Violation(source, "benchmark", benchmark, str(error)))
         return doc, violations
+    violations += _check_target(source, doc, rules, is_small)
     violations += _check_eval(source, doc.get("eval"), rules, is_small)
     hparams = doc.get("hparams") or {}
     if not isinstance(hparams, dict):
@@ -125,9 +127,49 @@ def check_file(path: Path, ruleset: str | None, division: str,
     violations += [Violation(source, f"hparams.{v.key}", v.value, v.rule)
                    for v in whitelist.check(hparams, benchmark, rules.ruleset, division)]
     if benchmark_settings is not None:
-        violations += _check_settings(source, doc.get("settings") or {}, benchmark_settings,
-                                      closed_reference=(division == "closed" and not is_small))
+        raw_settings = doc.get("settings") or {}
+        found = settings_mod.check(raw_settings, benchmark_settings, rules.ruleset, division,
+                                   reference_preset=not is_small)
+        violations += [Violation(source, key, value, rule) for key, value, rule in found]
+        if not found:
+            try:  # a Settings class may still refuse a combination in __post_init__
+                settings_mod.build(benchmark_settings, raw_settings)
+            except (TypeError, ValueError) as error:
+                violations.append(Violation(source, "settings", raw_settings, str(error)))
     return doc, violations
+
+
+def file_ruleset(doc: Mapping[str, Any], ruleset: str | None) -> tuple[str | None, str | None]:
+    """(the ruleset a file is validated against, or a problem). A file may name its ruleset
+    (``hparams/<bench>/<ruleset>/reference.yaml`` do); ``--ruleset`` must then agree."""
+    named = doc.get("ruleset")
+    if named is None:
+        return ruleset, None
+    if named not in RULESETS:
+        return None, f"unknown ruleset; allowed: {', '.join(RULESETS)}"
+    if ruleset is not None and ruleset != named:
+        return None, f"this file is for ruleset {named}, not --ruleset {ruleset}"
+    return named, None
+
+
+def _check_target(source: str, doc: Mapping[str, Any], rules, is_small: bool) -> list[Violation]:
+    """A small preset states its own target, named as the ruleset's (a bare number for a
+    single metric); the reference preset uses the ruleset's."""
+    if not is_small:
+        if "target" in doc:
+            return [Violation(source, "target", doc["target"], "only a small preset may set this; the reference preset uses the ruleset's")]
+        return []
+    if "target" not in doc:
+        return [Violation(source, "target", whitelist.MISSING, "a small preset states its own target")]
+    expected = ", ".join(rules.quality_keys)
+    try:
+        target = quality.as_target(doc["target"], rules.metric)
+    except ValueError as error:
+        return [Violation(source, "target", doc["target"], f"{error}; a target is a number or a mapping of {expected}")]
+    mismatch = quality.key_mismatch(target, rules.target)
+    if mismatch:
+        return [Violation(source, "target", doc["target"], f"{mismatch} (ruleset {rules.ruleset})")]
+    return []
 
 
 EVAL_KEYS = {"every_epochs", "first_epoch_max", "at_epochs", "first_eval_epoch"}
@@ -165,40 +207,23 @@ def _check_eval(source: str, cadence: Any, rules, is_small: bool) -> list[Violat
     return found
 
 
-def _check_settings(source: str, settings: Any, settings_class: type, closed_reference: bool) -> list[Violation]:
-    if not isinstance(settings, dict):
-        return [Violation(source, "settings", settings, "must be a mapping")]
-    fields = {f.name: f for f in dataclasses.fields(settings_class)}
-    violations = []
-    for key, value in settings.items():
-        field = fields.get(key)
-        if field is None:
-            violations.append(Violation(source, f"settings.{key}", value, f"unknown setting; allowed: {', '.join(fields)}"))
-            continue
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
-        if not whitelist.same_type(value, default):
-            violations.append(Violation(source, f"settings.{key}", value, f"must be {type(default).__name__} like the default {default!r}"))
-        elif closed_reference and field.metadata.get("closed") and value != default:
-            violations.append(Violation(source, f"settings.{key}", value, f"fixed at {default!r} in the closed division"))
-    return violations
-
-
 def load_preset(path: Path, ruleset: str | None = None, division: str = "closed",
                 settings_class: type | None = None, expected_benchmark: str | None = None) -> Preset:
     """Load and validate; raise ``HparamsInvalid`` listing every violation."""
     doc, violations = check_file(path, ruleset, division, settings_class, expected_benchmark)
     if violations:
         raise HparamsInvalid(violations)
-    rules = benchmark_rules(doc["benchmark"], ruleset)
+    rules = benchmark_rules(doc["benchmark"], file_ruleset(doc, ruleset)[0])
     is_small = doc.get("preset", REFERENCE_PRESET) != REFERENCE_PRESET
-    settings = settings_class(**(doc.get("settings") or {})) if settings_class else types.MappingProxyType(doc.get("settings") or {})
+    raw_settings = doc.get("settings") or {}
+    settings = settings_mod.build(settings_class, raw_settings) if settings_class else types.MappingProxyType(raw_settings)
     return Preset(
         path=str(path),
         benchmark=doc["benchmark"],
         name=doc.get("preset", REFERENCE_PRESET),
         ruleset=rules.ruleset,
         division=division,
-        target=doc["target"] if is_small else rules.target,
+        target=quality.as_target(doc["target"], rules.metric) if is_small else dict(rules.target),
         max_epochs=doc["max_epochs"],
         eval=types.MappingProxyType(dict(doc.get("eval") or {})),
         hparams=types.MappingProxyType(dict(doc.get("hparams") or {})),

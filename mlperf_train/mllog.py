@@ -43,25 +43,30 @@ class ResultLog:
         logger.setLevel(logging.INFO)
         self._handler = logging.FileHandler(self.partial_path, mode="w", encoding="utf-8")
         logger.addHandler(self._handler)
-        # stack offset 2: the call site recorded in each line is the engine's, not ours
-        self._writer = official.mllog.MLLogger(logger=logger, default_stack_offset=2,
+        # stack offset 3 (event/start/end, then _write): each line records the engine's call site
+        self._writer = official.mllog.MLLogger(logger=logger, default_stack_offset=3,
                                                 root_dir=str(Path(__file__).resolve().parents[1]))
 
     @property
     def enabled(self) -> bool:
         return self._writer is not None
 
-    def event(self, key: str, value: Any = None, metadata: dict | None = None, time_ms: int | None = None) -> None:
-        if self._writer:
-            self._writer.event(key=key, value=value, metadata=metadata, time_ms=time_ms)
+    # ``time_ms`` is required: only the engine's clock stamps events. Left to itself,
+    # mllog would read its own clock (time.time) for a missing one.
+    def event(self, key: str, value: Any = None, metadata: dict | None = None, *, time_ms: int) -> None:
+        self._write("event", key, value, metadata, time_ms)
 
-    def start(self, key: str, value: Any = None, metadata: dict | None = None, time_ms: int | None = None) -> None:
-        if self._writer:
-            self._writer.start(key=key, value=value, metadata=metadata, time_ms=time_ms)
+    def start(self, key: str, value: Any = None, metadata: dict | None = None, *, time_ms: int) -> None:
+        self._write("start", key, value, metadata, time_ms)
 
-    def end(self, key: str, value: Any = None, metadata: dict | None = None, time_ms: int | None = None) -> None:
+    def end(self, key: str, value: Any = None, metadata: dict | None = None, *, time_ms: int) -> None:
+        self._write("end", key, value, metadata, time_ms)
+
+    def _write(self, kind: str, key: str, value: Any, metadata: dict | None, time_ms: int) -> None:
+        if not isinstance(time_ms, int) or isinstance(time_ms, bool):
+            raise TypeError(f"{key}: time_ms must be the engine clock's int milliseconds, got {time_ms!r}")
         if self._writer:
-            self._writer.end(key=key, value=value, metadata=metadata, time_ms=time_ms)
+            getattr(self._writer, kind)(key=key, value=value, metadata=metadata, time_ms=time_ms)
 
     def close(self, finished: bool) -> Path | None:
         """Flush and close; rename to the final name only if the run ``finished``."""

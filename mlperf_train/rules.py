@@ -1,6 +1,9 @@
 """Loads the rulesets under ``rules/<ruleset>/`` into typed, frozen records.
 
-The YAML is data only (``yaml.safe_load``); see ``rules/README.md`` for the fields.
+The YAML is data only (``yaml.safe_load``); see ``rules/README.md`` for the fields. The
+loader refuses what the engine cannot honour (an unknown cadence key, evaluation points
+inside an epoch for a runnable entry); it never ignores a field. An entry the engine
+cannot run says why in ``not_runnable``, and ``mlperf-train list`` shows that reason.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from mlperf_train import quality
 from mlperf_train.errors import UsageError
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
@@ -24,6 +28,8 @@ class EvalCadence:
 
     ``first_eval_epoch`` is the offset a submitter picked within the rules (ResNet v0.7:
     first evaluation after 1 to 4 epochs); by default the latest the rules allow.
+    ``on_clock: false`` (MiniGo from 0.6.0): the engine saves a timestamped checkpoint per
+    unit and evaluates it off the clock (``engine.py``).
     """
 
     every_epochs: int | None = None
@@ -33,9 +39,10 @@ class EvalCadence:
     first_eval_epoch: int | None = None
 
     def is_eval_epoch(self, epoch: int) -> bool:
-        """Whether an evaluation follows training epoch ``epoch`` (1-based)."""
+        """Whether an evaluation follows training epoch ``epoch`` (1-based). Fractional
+        ``at_epochs`` never match: the loader refuses them in a runnable entry."""
         if self.at_epochs:
-            return any(int(round(e)) == epoch for e in self.at_epochs)
+            return epoch in self.at_epochs
         first = self.first_eval_epoch or self.first_epoch_max or self.every_epochs or 1
         return epoch >= first and (epoch - first) % (self.every_epochs or 1) == 0
 
@@ -54,13 +61,22 @@ class BenchmarkRules:
     benchmark: str
     metric: str
     direction: str
-    target: float | Mapping[str, float]
+    target: Mapping[str, float]       # quality.as_target: {metric: value} or Mask R-CNN's two
     runs: int
     aggregation: Mapping[str, Any]
     eval: EvalCadence
     reference_minutes: float | None
     logged_scale: float = 1.0
-    runnable: bool = True
+    not_runnable: str | None = None     # why our engine or reference cannot run this entry
+
+    @property
+    def runnable(self) -> bool:
+        return self.not_runnable is None
+
+    @property
+    def quality_keys(self) -> tuple[str, ...]:
+        """The names an evaluation of this benchmark returns (``quality.py``)."""
+        return tuple(self.target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,25 +99,55 @@ def load_suite(ruleset: str) -> Suite:
         raw = yaml.safe_load(f)
     benchmarks = {}
     for name, entry in raw["benchmarks"].items():
-        cadence = dict(entry.get("eval") or {})
-        cadence["at_epochs"] = tuple(cadence.get("at_epochs", ()))
         try:
-            benchmarks[name] = BenchmarkRules(
-                ruleset=ruleset,
-                benchmark=name,
-                metric=entry["metric"],
-                direction=entry.get("direction", "higher"),
-                target=entry["target"],
-                runs=int(entry["runs"]),
-                aggregation=dict(entry["aggregation"]),
-                eval=EvalCadence(**cadence),
-                reference_minutes=entry.get("reference_minutes"),
-                logged_scale=float(entry.get("logged_scale", 1.0)),
-                runnable=bool(entry.get("runnable", True)),
-            )
-        except (KeyError, TypeError) as error:
+            benchmarks[name] = _benchmark_rules(ruleset, name, entry)
+        except (KeyError, TypeError, ValueError) as error:
             raise _rules_error(path, f"benchmark {name}: bad entry ({error})") from None
     return Suite(ruleset=ruleset, log_format=raw["log_format"], benchmarks=benchmarks)
+
+
+_ENTRY_KEYS = {"metric", "direction", "target", "runs", "aggregation", "eval", "reference_minutes",
+               "logged_scale", "not_runnable"}
+_EVAL_KEYS = {field.name for field in dataclasses.fields(EvalCadence)}
+
+
+def _benchmark_rules(ruleset: str, name: str, entry: Mapping[str, Any]) -> BenchmarkRules:
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_ENTRY_KEYS))}")
+    cadence = dict(entry.get("eval") or {})
+    unknown = sorted(set(cadence) - _EVAL_KEYS)
+    if unknown:
+        raise ValueError(f"eval: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_EVAL_KEYS))}")
+    cadence["at_epochs"] = tuple(cadence.get("at_epochs", ()))
+    if not isinstance(cadence.get("on_clock", True), bool):
+        raise ValueError(f"eval.on_clock must be true or false, got {cadence['on_clock']!r}")
+    not_runnable = entry.get("not_runnable")
+    if not_runnable is not None and not (isinstance(not_runnable, str) and not_runnable.strip()):
+        raise ValueError("not_runnable must say why, in words")
+    fractional = [e for e in cadence["at_epochs"] if float(e) != int(e)]
+    if fractional and not_runnable is None:
+        # The engine evaluates between whole units only; rounding would move the rules'
+        # evaluation points without a word.
+        raise ValueError(f"eval.at_epochs {fractional} fall inside an epoch, which the engine cannot "
+                         f"evaluate at; mark the entry not_runnable with the reason")
+    cadence["at_epochs"] = tuple(int(e) if float(e) == int(e) else float(e) for e in cadence["at_epochs"])
+    direction = entry.get("direction", "higher")
+    if direction not in ("higher", "lower"):
+        raise ValueError(f"direction must be higher or lower, got {direction!r}")
+    return BenchmarkRules(
+        ruleset=ruleset,
+        benchmark=name,
+        metric=entry["metric"],
+        direction=direction,
+        target=quality.as_target(entry["target"], entry["metric"]),
+        runs=int(entry["runs"]),
+        aggregation=dict(entry["aggregation"]),
+        eval=EvalCadence(**cadence),
+        reference_minutes=entry.get("reference_minutes"),
+        logged_scale=float(entry.get("logged_scale", 1.0)),
+        not_runnable=not_runnable,
+    )
 
 
 def benchmark_rules(benchmark: str, ruleset: str | None = None) -> BenchmarkRules:
@@ -125,16 +171,7 @@ def default_ruleset(benchmark: str) -> str:
     raise UsageError(f"unknown benchmark {benchmark!r}")
 
 
-def target_reached(target: float | Mapping[str, float], quality: float | Mapping[str, float],
+def target_reached(target: Mapping[str, float], quality_value: Mapping[str, float],
                    direction: str = "higher") -> bool:
-    """Whether ``quality`` meets ``target``; for mappings every named target must be met."""
-    if isinstance(target, Mapping):
-        if not isinstance(quality, Mapping):
-            return False
-        return all(name in quality and target_reached(value, quality[name], direction)
-                   for name, value in target.items())
-    if isinstance(quality, Mapping):
-        return False
-    if direction == "lower":
-        return quality <= target
-    return quality >= target
+    """Whether ``quality_value`` meets every named value of ``target`` (``quality.reached``)."""
+    return quality.reached(quality_value, target, direction)

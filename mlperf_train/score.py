@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from mlperf_train import quality
 from mlperf_train import rules as rules_mod
 from mlperf_train.errors import UsageError
 from mlperf_train.results import RunRecord, canonical_benchmark, read_run
@@ -65,10 +66,8 @@ def olympic_mean(minutes: list[float], drop_slowest: int = 1) -> float | None:
 
 
 def _logged_target(bench_rules) -> float | None:
-    target = bench_rules.target
-    if isinstance(target, bool) or not isinstance(target, (int, float)):
-        return None
-    return float(target) * bench_rules.logged_scale
+    target = quality.logged_value(bench_rules.target, bench_rules.logged_scale)
+    return target if isinstance(target, float) else None
 
 
 def aggregate(records: list[RunRecord], bench_rules) -> tuple[float | None, str]:

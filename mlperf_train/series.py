@@ -3,7 +3,8 @@
 ``logs/<system>/<bench>/result_<i>.txt`` is the MLPerf submission layout. A finished run's
 file is never touched again; a ``.partial`` file (a run that was killed, interrupted or
 crashed) is redone on the next invocation. Each run gets its own file, so a crash or
-Ctrl-C in one run cannot corrupt another.
+Ctrl-C in one run cannot corrupt another, and one invocation at a time writes a folder
+(``folderlock.py``): a second one exits 2 naming the first.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import sys
 from pathlib import Path
 
 from mlperf_train import benchmark as registry
-from mlperf_train import datacache, engine
+from mlperf_train import datacache, engine, quality
 from mlperf_train.distributed import RunEnv
 from mlperf_train.errors import UsageError
-from mlperf_train.hparams import Preset, default_preset_path, load_preset
+from mlperf_train.folderlock import FolderLock
+from mlperf_train.hparams import HparamsInvalid, Preset, Violation, default_preset_path, load_preset
 from mlperf_train.mllog import PARTIAL_SUFFIX, ResultLog, result_path
 from mlperf_train.progress import ConsoleProgress
-from mlperf_train.rules import benchmark_rules
+from mlperf_train.rules import BenchmarkRules, benchmark_rules
 
 EXIT_INTERRUPTED = 130
 EXIT_RUN_CRASHED = 1
@@ -87,22 +89,59 @@ def resolve_data(bench: registry.Benchmark, preset: Preset, config: SeriesConfig
     return datacache.small_dataset(bench, preset, env)
 
 
+def check_runnable(bench: registry.Benchmark, preset: Preset, rules: BenchmarkRules, data_root: Path) -> None:
+    """Refuse, before the first run, what would otherwise fail inside one: an entry the
+    engine cannot honour, a missing artifact (one line saying where to put it)."""
+    if not rules.runnable:
+        raise UsageError(f"{bench.name} is not runnable in ruleset {rules.ruleset}: {rules.not_runnable}")
+    if not rules.eval.on_clock and type(bench).save_checkpoint is registry.Benchmark.save_checkpoint:
+        raise UsageError(f"{bench.name}: ruleset {rules.ruleset} evaluates timestamped checkpoints off the "
+                         f"clock, and this reference saves none")
+    for name, what in bench.required_artifacts(preset).items():
+        if not (data_root / registry.ARTIFACTS_DIR / name).is_file():
+            raise UsageError(registry.missing_artifact_message(data_root / registry.ARTIFACTS_DIR, name, what))
+
+
 def run_series(config: SeriesConfig, env: RunEnv) -> int:
     bench, preset = load_series_preset(config)
     rules = benchmark_rules(config.benchmark, preset.ruleset)
+    problems = bench.world_size_problems(preset, env.world_size)
     batch = preset.hparams.get("global_batch_size")
     if isinstance(batch, int) and batch % env.world_size:
-        raise UsageError(f"{preset.path}: hparams.global_batch_size = {batch}: must be a multiple of the "
-                         f"{env.world_size} processes (each rank takes global_batch_size / world size)")
+        problems.append(("hparams.global_batch_size", batch, f"must be a multiple of the {env.world_size} "
+                         f"processes (each rank takes global_batch_size / world size)"))
+    if problems:
+        raise HparamsInvalid([Violation(preset.path, key, value, rule) for key, value, rule in problems])
     data_root = resolve_data(bench, preset, config, env)
+    check_runnable(bench, preset, rules, data_root)
     system = config.system or default_system_name(env)
     folder = Path(config.output) / system / config.benchmark
+    lock = FolderLock(folder)
+    refusal = None
+    if env.is_main:  # rank 0 writes the folder, so rank 0 holds it; the others follow its answer
+        try:
+            lock.acquire()
+        except UsageError as error:
+            refusal = str(error)
+    refusal = env.broadcast_object(refusal)
+    if refusal:
+        raise UsageError(refusal)
+    try:
+        if lock.taken_over:
+            print(f"{folder}: took over a stale lock of {lock.taken_over}", file=sys.stderr)
+        return _run_all(bench, preset, rules, config, env, data_root, system, folder)
+    finally:
+        lock.release()
+
+
+def _run_all(bench, preset: Preset, rules: BenchmarkRules, config: SeriesConfig, env: RunEnv, data_root: Path,
+             system: str, folder: Path) -> int:
     num_runs = config.runs or rules.runs
     base_seed = config.seed if config.seed is not None else env.broadcast_object(secrets.randbelow(2**31))
     submission = engine.Submission(org=config.org, platform=system, division=config.division)
     say = print if env.is_main else (lambda *a, **k: None)
     say(f"{bench.name}: {num_runs} run(s), preset {preset.name} ({preset.path}), ruleset {preset.ruleset}, "
-        f"target {bench.metric} {preset.target}, {env.world_size} process(es), logs in {folder}")
+        f"target {bench.metric} {quality.format(preset.target, 3)}, {env.world_size} process(es), logs in {folder}")
 
     previous_handler = signal.signal(signal.SIGTERM, engine.raise_on_signal)
     try:
@@ -116,10 +155,11 @@ def run_series(config: SeriesConfig, env: RunEnv) -> int:
                 say(f"run {index}: redoing an unfinished run ({stale.name})")
             cache_cleared = drop_page_cache() if env.local_rank == 0 else False
             log = ResultLog(final if env.is_main else None)
-            progress = ConsoleProgress(bench.metric, enabled=env.is_main, label=f"run {index}")
+            progress = ConsoleProgress(bench.metric, bench.unit, enabled=env.is_main, label=f"run {index}")
             try:
                 outcome = engine.run_once(bench, preset, rules, env, log, base_seed + index, data_root,
-                                          submission, cache_cleared, progress)
+                                          submission, cache_cleared, progress,
+                                          checkpoint_dir=folder / "checkpoints" / f"result_{index}")
             except (KeyboardInterrupt, engine.RunInterrupted) as interrupt:
                 log.close(finished=False)
                 name = getattr(interrupt, "signal_name", "SIGINT")
@@ -130,8 +170,9 @@ def run_series(config: SeriesConfig, env: RunEnv) -> int:
             if not env.is_main and not outcome.ended_by_rules:  # rank 0 cannot know why this rank failed
                 print(f"rank {env.rank}: run {index} {outcome.status}: {outcome.reason}", file=sys.stderr, flush=True)
             seconds = f"{outcome.seconds:.1f} s" if outcome.seconds is not None else "-"
-            say(f"run {index}: {outcome.status} ({outcome.reason}) after {outcome.epochs} epoch(s), "
-                f"time to train {seconds}, {bench.metric} {_fmt(outcome.quality)}  [{written}]")
+            scored = " (the passing checkpoint's save time)" if outcome.scored_seconds is not None else ""
+            say(f"run {index}: {outcome.status} ({outcome.reason}) after {outcome.epochs} {bench.unit}(s), "
+                f"time to train {seconds}{scored}, {bench.metric} {quality.format(outcome.quality)}  [{written}]")
             if not outcome.ended_by_rules:
                 say(f"run {index} did not end by the rules; stopping the series", file=sys.stderr)
                 return EXIT_RUN_CRASHED
@@ -140,14 +181,6 @@ def run_series(config: SeriesConfig, env: RunEnv) -> int:
     if env.is_main:
         _print_aggregate(folder, preset.ruleset)
     return 0
-
-
-def _fmt(quality) -> str:
-    if quality is None:
-        return "-"
-    if isinstance(quality, dict):
-        return ", ".join(f"{k} {v:.4f}" for k, v in quality.items())
-    return f"{quality:.4f}"
 
 
 def _print_aggregate(folder: Path, ruleset: str) -> None:

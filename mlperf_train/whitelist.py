@@ -92,6 +92,9 @@ def _same(value: Any, expected: Any) -> bool:
     return value == expected
 
 
+same_value = _same
+
+
 def _one_of(v, allowed, _):
     if not any(_same(v, a) for a in allowed):
         return f"must be one of {allowed}"

@@ -27,7 +27,7 @@ import torch
 os.environ.setdefault("MLPERF_TRAIN_DROP_CACHES", "0")
 
 from mlperf_train import engine  # noqa: E402
-from mlperf_train.benchmark import Dataset  # noqa: E402
+from mlperf_train.benchmark import Artifacts, Dataset, no_progress  # noqa: E402
 from mlperf_train.distributed import RunEnv  # noqa: E402
 from mlperf_train.mllog import ResultLog  # noqa: E402
 from mlperf_train.rules import benchmark_rules  # noqa: E402
@@ -69,14 +69,15 @@ def bare_run(bench, preset, rules, env, data, seed) -> float:
     cadence = engine.cadence_for(preset, rules)
     started = time.perf_counter()
     env.seed_everything(seed)
-    state = bench.init(preset, env)
+    state = bench.init(preset, env, Artifacts(Path(data) / "artifacts"))
     dataset = Dataset(data)
     dataset._open_for_run()
     bench.open_data(state, dataset)
     for epoch in range(1, preset.max_epochs + 1):
-        bench.train_epoch(state, epoch)
+        bench.train_epoch(state, epoch, no_progress)
         if cadence.is_eval_epoch(epoch) or epoch == preset.max_epochs:
             bench.evaluate(state, epoch)
+    bench.close(state)
     return time.perf_counter() - started
 
 
@@ -90,7 +91,7 @@ def main() -> None:
     env = RunEnv()
     bench, preset = load_series_preset(SeriesConfig(benchmark=args.benchmark))
     # An unreachable target: both sides do exactly the same epochs and evaluations.
-    unreachable = {k: float("inf") for k in preset.target} if isinstance(preset.target, dict) else float("inf")
+    unreachable = {name: float("inf") for name in preset.target}
     preset = dataclasses.replace(preset, target=unreachable, max_epochs=args.epochs)
     rules = benchmark_rules(args.benchmark, preset.ruleset)
     data = resolve_data(bench, preset, SeriesConfig(benchmark=args.benchmark), env)

@@ -26,6 +26,7 @@ os.environ.setdefault("MLPERF_TRAIN_DROP_CACHES", "0")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from mlperf_train.benchmark import Artifacts, no_progress  # noqa: E402
 from mlperf_train.distributed import RunEnv  # noqa: E402
 from mlperf_train.series import SeriesConfig, load_series_preset, resolve_data  # noqa: E402
 
@@ -74,7 +75,7 @@ def main() -> None:
     bench, preset = load_series_preset(config)
     root = resolve_data(bench, preset, config, env)
     env.seed_everything(0)
-    state = bench.init(preset, env)
+    state = bench.init(preset, env, Artifacts(root / "artifacts"))
     started = time.perf_counter()
     bench.open_data(state, types.SimpleNamespace(root=root))
     print(f"{preset.path}: {state.meta['num_users']:,} users, {state.meta['num_items']:,} items, "
@@ -85,7 +86,7 @@ def main() -> None:
     if args.max_steps is None:
         for epoch in range(1, args.epochs + 1):
             started = time.perf_counter()
-            stats = bench.train_epoch(state, epoch)
+            stats = bench.train_epoch(state, epoch, no_progress)
             seconds = time.perf_counter() - started
             print(f"train_epoch {epoch}: {seconds:.2f} s, {stats.num_samples / seconds:,.0f} samples/s, "
                   f"loss {stats.loss:.4f}")
@@ -110,7 +111,7 @@ def main() -> None:
 
     if args.profile:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            bench.train_epoch(state, args.epochs + 1)
+            bench.train_epoch(state, args.epochs + 1, no_progress)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from mlperf_train.benchmark import Dataset
+from mlperf_train.benchmark import Artifacts, Dataset
 from mlperf_train.distributed import RunEnv
 from mlperf_train.hparams import HPARAMS_DIR, load_preset
 from references.resnet.benchmark import BENCHMARK
@@ -56,7 +56,7 @@ def main() -> None:
     preset, data = preset_for(args.config, args.workers, args.batch, cache)
     env = RunEnv.from_environment()
     env.seed_everything(0)
-    state = BENCHMARK.init(preset, env)
+    state = BENCHMARK.init(preset, env, Artifacts(data / "artifacts"))
     dataset = Dataset(data)
     dataset._open_for_run()
     BENCHMARK.open_data(state, dataset)
@@ -85,15 +85,10 @@ def main() -> None:
     items = list(timed_loader(args.steps))
     print(f"pipeline: {rate(items[-1]):8.1f} images/s", flush=True)
 
-    model, optimizer, loss_fn = state.ddp_model, state.optimizer, state.loss_fn
-    model.train()
+    state.ddp_model.train()
 
-    def step(images, labels):
-        images = images.to(env.device, non_blocking=True, memory_format=state.memory_format)
-        loss = loss_fn(model(images), labels.to(env.device, non_blocking=True))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def step(images, labels):  # the reference's own training step
+        BENCHMARK.train_step(state, (images, labels))
 
     def synchronize():
         if env.device.type == "cuda":
@@ -117,6 +112,7 @@ def main() -> None:
         else:
             step(*item)
     print(f"training: {rate(seconds):8.1f} images/s", flush=True)
+    BENCHMARK.close(state)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from mlperf_train import datacache
+from mlperf_train.benchmark import Artifacts
 from mlperf_train.distributed import RunEnv
 from mlperf_train.hparams import HPARAMS_DIR, load_preset
 from references.transformer.benchmark import BENCHMARK
@@ -47,7 +48,7 @@ def main() -> None:
     root = datacache.small_dataset(BENCHMARK, small, env)
     settings = dataclasses.replace(preset.settings, num_train_shards=small.settings.num_train_shards)
     preset = dataclasses.replace(preset, settings=settings)
-    state = BENCHMARK.init(preset, env)
+    state = BENCHMARK.init(preset, env, Artifacts(root / "artifacts"))
     BENCHMARK.open_data(state, types.SimpleNamespace(root=root))
     needed = max(args.warmup_steps + args.steps, args.decode_after_steps)
     batches, epoch = [], 0
@@ -59,17 +60,18 @@ def main() -> None:
 
     state.model.train()
     for indices in batches[:args.warmup_steps]:
-        BENCHMARK.train_step(state, indices)
+        BENCHMARK.train_step(state, BENCHMARK.batch_of(state, indices))
     sync()
     start, target_tokens, all_tokens = time.perf_counter(), 0, 0
     for indices in batches[args.warmup_steps:args.warmup_steps + args.steps]:
-        _, count = BENCHMARK.train_step(state, indices)
-        target_tokens += int(count)  # also waits for the step, so the timing is honest
-        all_tokens += count + int(state.train.src.lengths[indices].sum())
+        src, tgt = BENCHMARK.batch_of(state, indices)
+        float(BENCHMARK.train_step(state, (src, tgt)))  # waits for the step, so the timing is honest
+        target_tokens += int((tgt != 0).sum())
+        all_tokens += int((tgt != 0).sum()) + int((src != 0).sum())
     sync()
     train_seconds = time.perf_counter() - start
     for indices in batches[args.warmup_steps + args.steps:]:  # more training so the decoder stops at EOS
-        BENCHMARK.train_step(state, indices)
+        BENCHMARK.train_step(state, BENCHMARK.batch_of(state, indices))
 
     state.raw_model.eval()
     chosen = state.my_test[:args.decode_sentences]

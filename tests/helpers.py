@@ -27,3 +27,19 @@ def run_cli(*args, nproc: int = 1, env: dict | None = None, timeout: float = 600
                      "--rdzv_endpoint=localhost:0"]
     command = [*launcher, "-m", "mlperf_train", *map(str, args)]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def child_pids() -> list[int]:
+    """The live child processes of this process (Linux /proc), zombies excluded."""
+    pids = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        pids += [int(p) for p in children.read_text().split()]
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mlperf_train.benchmark import Artifacts, no_progress
 from mlperf_train.distributed import RunEnv
 from references.ncf import data
 from references.ncf.benchmark import BENCHMARK, NcfSettings
@@ -158,7 +159,7 @@ def _state(folder, opt_name="adam", settings=SMALL, batch=64, seed=0):
     preset = types.SimpleNamespace(settings=settings, hparams={
         "global_batch_size": batch, "opt_name": opt_name, "opt_base_learning_rate": 0.01,
         "opt_adam_beta_1": 0.9, "opt_adam_beta_2": 0.999, "opt_adam_epsilon": 1e-8})
-    state = BENCHMARK.init(preset, env)
+    state = BENCHMARK.init(preset, env, Artifacts(folder / "artifacts"))
     BENCHMARK.open_data(state, types.SimpleNamespace(root=folder))
     return state
 
@@ -182,20 +183,20 @@ def test_training_negatives_are_fresh_each_epoch_and_never_a_training_positive(s
 
 def test_one_epoch_trains_and_evaluates(small_data):
     state = _state(small_data)
-    before = BENCHMARK.evaluate(state, 0)
-    stats = BENCHMARK.train_epoch(state, 1)
+    before = BENCHMARK.evaluate(state, 0).quality["hr_at_10"]
+    stats = BENCHMARK.train_epoch(state, 1, no_progress)
     assert stats.num_samples == 5 * state.train.num_positives and np.isfinite(stats.loss)
-    after = BENCHMARK.evaluate(state, 1)
+    result = BENCHMARK.evaluate(state, 1)
+    after = result.quality["hr_at_10"]
     assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
-    extras = BENCHMARK.eval_extras(state)
-    assert set(extras) == {"eval_ndcg"} and 0.0 <= extras["eval_ndcg"] <= after
+    assert set(result.extras) == {"eval_ndcg"} and 0.0 <= result.extras["eval_ndcg"] <= after
     keys = BENCHMARK.logged_data_keys(state)
     assert keys["train_samples"] == 5 * keys["input_size"] and keys["eval_samples"] == state.meta["num_users"]
     assert keys["preproc_hp_num_eval"] == 20
 
 
 def test_same_seed_same_epoch(small_data):
-    losses = [BENCHMARK.train_epoch(_state(small_data, seed=5), 1).loss for _ in range(2)]
+    losses = [BENCHMARK.train_epoch(_state(small_data, seed=5), 1, no_progress).loss for _ in range(2)]
     assert losses[0] == losses[1]
 
 
@@ -203,7 +204,7 @@ def test_a_constant_model_scores_hr_zero(small_data):
     state = _state(small_data)
     with torch.no_grad():
         state.model.final.weight.zero_()
-    assert BENCHMARK.evaluate(state, 1) == 0.0
+    assert BENCHMARK.evaluate(state, 1).quality == {"hr_at_10": 0.0}
 
 
 def _step(state, item):
@@ -225,7 +226,7 @@ def test_lazy_adam_moves_only_the_rows_in_the_batch(small_data, opt_name):
     _step(state, item=2)  # item 1 has no gradient now: only Adam's momentum moves it
     moved = (state.model.mf_item.weight != before).any(dim=1).nonzero().flatten().tolist()
     assert moved == ([1, 2] if opt_name == "adam" else [2])
-    assert np.isfinite(BENCHMARK.train_epoch(state, 1).loss)
+    assert np.isfinite(BENCHMARK.train_epoch(state, 1, no_progress).loss)
 
 
 def test_open_data_refuses_data_prepared_with_other_settings(small_data):
@@ -241,7 +242,7 @@ def test_cpu_threads_apply_inside_the_benchmark_only(small_data):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        BENCHMARK.train_epoch(state, 1)
+        BENCHMARK.train_epoch(state, 1, no_progress)
         assert set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -91,6 +91,7 @@ def test_check_holds_a_reference_run_to_the_full_scale_model_and_data(small_run,
 WORKER = textwrap.dedent("""
     import json, sys, types
     import torch
+    from mlperf_train.benchmark import Artifacts, no_progress
     from mlperf_train.distributed import RunEnv
     from references.ncf.benchmark import BENCHMARK, NcfSettings
     folder, out = sys.argv[1], sys.argv[2]
@@ -99,13 +100,13 @@ WORKER = textwrap.dedent("""
     env.seed_everything(11)
     hparams = {"global_batch_size": 250, "opt_name": "adam", "opt_base_learning_rate": 0.01,
                "opt_adam_beta_1": 0.9, "opt_adam_beta_2": 0.999, "opt_adam_epsilon": 1e-8}
-    state = BENCHMARK.init(types.SimpleNamespace(settings=settings, hparams=hparams), env)
+    state = BENCHMARK.init(types.SimpleNamespace(settings=settings, hparams=hparams), env, Artifacts(folder))
     BENCHMARK.open_data(state, types.SimpleNamespace(root=folder))
-    losses = [BENCHMARK.train_epoch(state, epoch).loss for epoch in (1, 2)]
-    hr = BENCHMARK.evaluate(state, 2)
+    losses = [BENCHMARK.train_epoch(state, epoch, no_progress).loss for epoch in (1, 2)]
+    result = BENCHMARK.evaluate(state, 2)
     model = getattr(state.model, "module", state.model)
     if env.rank == 0:
-        json.dump({"hr": hr, "ndcg": state.last_ndcg, "final": model.final.weight.flatten().tolist(),
+        json.dump({"hr": result.quality["hr_at_10"], "ndcg": result.extras["eval_ndcg"], "final": model.final.weight.flatten().tolist(),
                    "items": model.mf_item.weight[:5].flatten().tolist()}, open(out, "w"))
     env.shutdown()
 """)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from mlperf_train.cli import main
 from mlperf_train.errors import UsageError
@@ -22,7 +23,7 @@ def test_default_ruleset_is_the_newest_that_runs_the_benchmark():
 ])
 def test_targets_and_run_counts(ruleset, bench, target, runs):
     rules = benchmark_rules(bench, ruleset)
-    assert rules.target == target and rules.runs == runs
+    assert rules.target == {rules.metric: target} and rules.runs == runs
 
 
 def test_aggregation_rules_per_round():
@@ -45,10 +46,65 @@ def test_resnet_cadence_every_four_with_the_first_after_at_most_four():
 
 
 def test_mask_rcnn_needs_both_targets_at_one_evaluation():
-    target = benchmark_rules("maskrcnn", "0.7.0").target
-    assert target_reached(target, {"BBOX": 0.38, "SEGM": 0.34})
-    assert not target_reached(target, {"BBOX": 0.38, "SEGM": 0.33})
-    assert not target_reached(target, 0.9)
+    rules = benchmark_rules("maskrcnn", "0.7.0")
+    assert rules.quality_keys == ("BBOX", "SEGM")
+    assert target_reached(rules.target, {"BBOX": 0.38, "SEGM": 0.34})
+    assert not target_reached(rules.target, {"BBOX": 0.38, "SEGM": 0.33})
+    assert not target_reached(rules.target, {"bbox": 0.9, "segm": 0.9})   # mllog.constants.BBOX is lower case
+
+
+def _load_entry(tmp_path, monkeypatch, entry):
+    """A one-benchmark ruleset 0.7.0 written to a scratch rules folder."""
+    from mlperf_train import rules as rules_mod
+    folder = tmp_path / "0.7.0"
+    folder.mkdir()
+    (folder / "suite.yaml").write_text(yaml.safe_dump({"ruleset": "0.7.0", "log_format": "mllog",
+                                                       "benchmarks": {"ssd": entry}}))
+    monkeypatch.setattr(rules_mod, "RULES_DIR", tmp_path)
+    rules_mod.load_suite.cache_clear()
+    try:
+        return rules_mod.load_suite("0.7.0")
+    finally:
+        monkeypatch.undo()
+        rules_mod.load_suite.cache_clear()
+
+
+ENTRY = {"metric": "mAP", "target": 0.23, "runs": 5, "aggregation": {"method": "olympic"},
+         "eval": {"at_epochs": [40, 50]}, "reference_minutes": None}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"eval": {"at_epochs": [32.7, 43.7]}}, "fall inside an epoch"),
+    ({"eval": {"every_epochs": 1, "on_clok": False}}, "eval: unknown key 'on_clok'"),
+    ({"eval": {"every_epochs": 1, "on_clock": "no"}}, "on_clock must be true or false"),
+    ({"runnable": False}, "unknown key 'runnable'"),
+    ({"not_runnable": ""}, "not_runnable must say why"),
+    ({"target": "high"}, "neither a number nor a mapping"),
+])
+def test_the_rules_loader_refuses_what_the_engine_cannot_honour(tmp_path, monkeypatch, change, message):
+    with pytest.raises(UsageError, match=message):
+        _load_entry(tmp_path, monkeypatch, {**ENTRY, **change})
+
+
+def test_an_entry_marked_not_runnable_may_keep_the_rules_points(tmp_path, monkeypatch):
+    suite = _load_entry(tmp_path, monkeypatch, {**ENTRY, "eval": {"at_epochs": [32.7]}, "not_runnable": "why"})
+    assert not suite.benchmarks["ssd"].runnable and suite.benchmarks["ssd"].eval.at_epochs == (32.7,)
+
+
+def test_ssd_before_0_7_is_not_runnable_and_list_says_why(capsys):
+    for ruleset in ("0.5.0", "0.6.0"):
+        rules = benchmark_rules("ssd", ruleset)
+        assert not rules.runnable and "iteration counts" in rules.not_runnable
+        assert rules.eval.at_epochs[0] == 32.7
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "0.6.0 ssd: the rules evaluate SSD at iteration counts" in out
+    assert "0.7.0 minigo: v0.7 MiniGo is 19x19" in out
+
+
+def test_minigo_0_6_evaluates_off_the_clock():
+    assert benchmark_rules("minigo", "0.6.0").eval.on_clock is False
+    assert benchmark_rules("minigo", "0.5.0").eval.on_clock is True
 
 
 def test_unknown_benchmark_or_ruleset_is_a_usage_error():
@@ -60,7 +116,7 @@ def test_unknown_benchmark_or_ruleset_is_a_usage_error():
 
 def test_list_prints_one_row_per_benchmark_and_ruleset(capsys):
     assert main(["list", "--ruleset", "0.5.0"]) == 0
-    rows = capsys.readouterr().out.strip().splitlines()
+    rows = capsys.readouterr().out.split("\n\n")[0].strip().splitlines()
     assert rows[0].split()[:4] == ["ruleset", "benchmark", "metric", "target"]
     assert len(rows) == 1 + len(load_suite("0.5.0").benchmarks)
     ncf = next(r for r in rows if " ncf " in r)

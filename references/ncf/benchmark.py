@@ -10,14 +10,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlperf_train.benchmark import Benchmark, TrainStats
+from mlperf_train.benchmark import Benchmark, EvalResult, ExampleBatch, TrainStats
+from mlperf_train.settings import setting
 from references.ncf import data
 from references.ncf.metric import distinct_mask, hit_and_ndcg
 from references.ncf.model import NeuMF
 from references.ncf.synthetic import write_ratings
-
-CLOSED = {"closed": True}
-
 
 @contextlib.contextmanager
 def cpu_threads(count: int):
@@ -37,20 +35,20 @@ class NcfSettings:
     """Defaults are the reference's (spec sections 1-2); ``closed`` ones are fixed in a
     closed-division run of the reference preset."""
 
-    mf_dim: int = dataclasses.field(default=64, metadata=CLOSED)
-    layers: list = dataclasses.field(default_factory=lambda: [256, 256, 128, 64], metadata=CLOSED)
-    min_ratings: int = dataclasses.field(default=20, metadata=CLOSED)
-    eval_negatives: int = dataclasses.field(default=999, metadata=CLOSED)
-    train_negatives: int = dataclasses.field(default=4, metadata=CLOSED)
+    mf_dim: int = setting(64, closed=True, allowed={"min": 1})
+    layers: list = setting(default_factory=lambda: [256, 256, 128, 64], closed=True, allowed={"list_of": "int"})
+    min_ratings: int = setting(20, closed=True, allowed={"min": 1})
+    eval_negatives: int = setting(999, closed=True, allowed={"min": 1})
+    train_negatives: int = setting(4, closed=True, allowed={"min": 1})
     # users scored per evaluation step (x 1,000 candidates): memory, not results
-    eval_batch_users: int = 32
+    eval_batch_users: int = setting(32, allowed={"min": 1})
     # intra-op CPU threads (0: torch's default). The small model's ops are too small to
     # share: on a busy 2-core machine two spinning OpenMP threads made a run 7-9x slower.
-    cpu_threads: int = 0
+    cpu_threads: int = setting(0, allowed={"min": 0})
     # the synthetic ratings.csv of the small preset (spec section 9)
-    synth_users: int = 2000
-    synth_items: int = 3000
-    synth_dim: int = 8
+    synth_users: int = setting(2000, allowed={"min": 2})
+    synth_items: int = setting(3000, allowed={"min": 2})
+    synth_dim: int = setting(8, allowed={"min": 1})
 
 
 @dataclasses.dataclass
@@ -67,13 +65,25 @@ class NcfState:
     eval_test: torch.Tensor | None = None
     eval_negatives: torch.Tensor | None = None
     eval_distinct: torch.Tensor | None = None
-    last_ndcg: float = float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class NcfBatch:
+    """One global batch's share on this rank: ids (int64, shape (b,)), labels (float32, 1
+    for a positive), and the number of samples of the whole global batch (the mean's
+    denominator, so that DDP's average over ranks is the one-process loss)."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    labels: torch.Tensor
+    global_size: int
 
 
 class NcfBenchmark(Benchmark):
     name = "ncf"
     metric = "HR@10"
     Settings = NcfSettings
+    State = NcfState
 
     # --- data ------------------------------------------------------------------------------
     def prepare(self, source, data_dir, settings):
@@ -91,7 +101,7 @@ class NcfBenchmark(Benchmark):
         data.prepare_ratings(data_dir / "ratings.csv", data_dir, settings.min_ratings, settings.eval_negatives)
 
     # --- one run ---------------------------------------------------------------------------
-    def init(self, preset, env):
+    def init(self, preset, env, artifacts):
         # The model's size is the data's (users, items), so it is built in open_data, on the
         # clock, as REF builds it after loading the data.
         generator = torch.Generator(device=env.device).manual_seed(env.seed)
@@ -132,11 +142,11 @@ class NcfBenchmark(Benchmark):
         else:  # fused: the same Adam update in one kernel for all tensors (CPU and CUDA)
             state.optimizers = [torch.optim.Adam(model.parameters(), fused=True, **adam)]
 
-    def train_epoch(self, state, epoch):
+    def train_epoch(self, state, epoch, progress):
         with cpu_threads(state.settings.cpu_threads):
-            return self._train_epoch(state, epoch)
+            return self._train_epoch(state, epoch, progress)
 
-    def _train_epoch(self, state, epoch):
+    def _train_epoch(self, state, epoch, progress):
         env, train = state.env, state.train
         train.new_epoch(state.generator)  # fresh negatives and order, on the clock
         global_batch = int(state.hparams["global_batch_size"])
@@ -148,17 +158,54 @@ class NcfBenchmark(Benchmark):
             # Every rank holds the same order and takes its slice of each global batch.
             samples = env.shard_batch(train.order[start:start + global_batch])
             users, items, labels = train.batch(samples)
-            for optimizer in state.optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            batch_loss = F.binary_cross_entropy_with_logits(state.model(users, items), labels, reduction="sum")
-            # The mean over the global batch once DDP averages over ranks, so the trajectory
-            # is the one-process one even when the last batch does not split evenly.
-            (batch_loss * (env.world_size / min(global_batch, total - start))).backward()
-            for optimizer in state.optimizers:
-                optimizer.step()
-            loss_sum += batch_loss.detach()
+            batch_loss = self.train_step(state, NcfBatch(users, items, labels, min(global_batch, total - start)))
+            loss_sum += batch_loss
             num_local += len(samples)
+            progress(num_local, -(-total // env.world_size), batch_loss)
         return TrainStats(num_samples=num_local, loss=float(loss_sum) / max(num_local, 1))
+
+    def train_step(self, state, batch: NcfBatch):
+        """One Adam step on ``batch``; returns the summed (not mean) BCE loss of this rank's
+        share as a device tensor."""
+        for optimizer in state.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        batch_loss = F.binary_cross_entropy_with_logits(state.model(batch.users, batch.items), batch.labels,
+                                                        reduction="sum")
+        # The mean over the global batch once DDP averages over ranks, so the trajectory
+        # is the one-process one even when the last batch does not split evenly.
+        (batch_loss * (state.env.world_size / batch.global_size)).backward()
+        for optimizer in state.optimizers:
+            optimizer.step()
+        return batch_loss.detach()
+
+    def example_batch(self, state, split="train"):
+        """Random ids within the model's tables (the model exists once the data is open:
+        its size is the data's). "train": one global batch's share of (user, item, label);
+        "eval": one user's 1 + ``eval_negatives`` candidates."""
+        if state.model is None:
+            raise RuntimeError("NCF's model is built in open_data (its size is the data's); no example batch before")
+        model, env = getattr(state.model, "module", state.model), state.env
+        num_users, num_items = model.mf_user.num_embeddings, model.mf_item.num_embeddings
+        generator = torch.Generator().manual_seed(0)
+        if split == "eval":
+            count = state.settings.eval_negatives + 1
+            users = torch.full((count,), int(torch.randint(num_users, (1,), generator=generator)))
+            items = torch.randint(num_items, (count,), generator=generator)
+            return ExampleBatch((users.to(env.device), items.to(env.device)), 1)
+        global_batch = int(state.hparams["global_batch_size"])
+        share = len(env.shard(global_batch))
+        users = torch.randint(num_users, (share,), generator=generator).to(env.device)
+        items = torch.randint(num_items, (share,), generator=generator).to(env.device)
+        labels = (torch.rand(share, generator=generator) < 1 / (1 + state.settings.train_negatives)).float()
+        return ExampleBatch(NcfBatch(users, items, labels.to(env.device), global_batch), share)
+
+    @torch.no_grad()
+    def eval_step(self, state, batch):
+        """Scores of one user's candidates (the positive first): sigmoid outputs, shape (n,)."""
+        model = getattr(state.model, "module", state.model)
+        model.eval()
+        users, items = batch
+        return torch.sigmoid(model(users, items))
 
     def evaluate(self, state, epoch):
         with cpu_threads(state.settings.cpu_threads):
@@ -180,11 +227,8 @@ class NcfBenchmark(Benchmark):
             sums += torch.stack([hit.sum(), ndcg.sum()])
         sums = env.all_reduce_sum(sums)
         num_users = state.meta["num_users"]
-        state.last_ndcg = float(sums[1]) / num_users
-        return float(sums[0]) / num_users
-
-    def eval_extras(self, state):
-        return {"eval_ndcg": state.last_ndcg}
+        return EvalResult({"hr_at_10": float(sums[0]) / num_users},
+                          extras={"eval_ndcg": float(sums[1]) / num_users})
 
     # --- logged keys (v0.5 NCF tags, spec section 7; README maps each) ------------------
     def logged_hparams(self, preset, env):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import types
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.utils.data
 
-from mlperf_train.benchmark import Benchmark, TrainStats
-from mlperf_train.errors import UsageError
+from mlperf_train.benchmark import Benchmark, EvalResult, ExampleBatch, TrainStats
+from mlperf_train.settings import setting
 from references.resnet.data import EvalImages, ImageIndex, ShardedBatchSampler, TrainImages
 from references.resnet.metric import top1_correct
 from references.resnet.model import ResNet
@@ -18,12 +18,11 @@ from references.resnet.optim import recipe_from_hparams
 from references.resnet.prepare import prepare_imagenet
 from references.resnet.synthetic import write_raw_imagenet
 
-CLOSED = {"closed": True}
 TUPLE_FIELDS = ("blocks", "crop_aspect_ratio_range", "crop_area_range", "channel_means")
 
 
-def _closed(default):
-    return dataclasses.field(default=default, metadata=CLOSED)
+def _closed(default, **constraints):
+    return setting(default, closed=True, **constraints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,42 +31,62 @@ class ResnetSettings:
     of the reference preset; the small preset shrinks images and width."""
 
     # model (spec §2)
-    width: int = _closed(64)                    # stem channels = first stage's inner width
-    blocks: tuple = _closed((3, 4, 6, 3))
-    num_outputs: int = 1001                     # classes (1000) or classes + 1 (REF: 1001)
-    tf_same_max_pool: bool = True               # REF; False pads 1 px each side (NVIDIA MXNet)
-    truncated_normal_init: bool = True          # v0.7 tunable "truncated norm initialization"
-    label_smoothing: float = 0.0                # v0.7 allows 0 or 0.1; REF 0
+    width: int = _closed(64, allowed={"min": 1})    # stem channels = first stage's inner width
+    blocks: tuple = _closed((3, 4, 6, 3), allowed={"length": 4, "list_of": "int"})
+    num_outputs: int = setting(1001, allowed={"min": 2})   # classes (1000) or classes + 1 (REF: 1001)
+    tf_same_max_pool: bool = setting(True)      # REF; False pads 1 px each side (NVIDIA MXNet)
+    truncated_normal_init: bool = setting(True)  # v0.7 tunable "truncated norm initialization"
+    # v0.7 allows 0 or 0.1 (spec §4); REF 0
+    label_smoothing: float = setting(0.0, allowed={"min": 0.0, "max": 1.0}, allowed_closed={"one_of": [0.0, 0.1]})
     # input pipeline (spec §1)
-    image_size: int = _closed(224)
-    eval_resize: int = _closed(256)             # short side before the centre crop
+    image_size: int = _closed(224, allowed={"min": 8})
+    eval_resize: int = _closed(256, allowed={"min": 8})   # short side before the centre crop
     crop_min_object_covered: float = _closed(0.1)
-    crop_aspect_ratio_range: tuple = _closed((0.75, 1.33))
-    crop_area_range: tuple = _closed((0.05, 1.0))
-    crop_max_attempts: int = _closed(100)
-    channel_means: tuple = _closed((123.68, 116.78, 103.94))
+    crop_aspect_ratio_range: tuple = _closed((0.75, 1.33), allowed={"length": 2})
+    crop_area_range: tuple = _closed((0.05, 1.0), allowed={"length": 2})
+    crop_max_attempts: int = _closed(100, allowed={"min": 1})
+    channel_means: tuple = _closed((123.68, 116.78, 103.94), allowed={"length": 3})
     # throughput only: no effect on the numbers computed
-    num_workers: int = 8                        # loader processes per rank
-    eval_batch_size: int = 250                  # per rank
-    channels_last: bool = True                  # on CUDA
+    num_workers: int = setting(8, allowed={"min": 0})          # loader processes per rank
+    eval_batch_size: int = setting(250, allowed={"min": 1})    # per rank
+    channels_last: bool = setting(True)                        # on CUDA
     # the small generated dataset (small preset only)
-    synth_classes: int = 10
-    synth_train_per_class: int = 300
-    synth_val_per_class: int = 50
-    synth_min_size: int = 64
-    synth_max_size: int = 160
+    synth_classes: int = setting(10, allowed={"min": 2})
+    synth_train_per_class: int = setting(300, allowed={"min": 1})
+    synth_val_per_class: int = setting(50, allowed={"min": 1})
+    synth_min_size: int = setting(64, allowed={"min": 8})
+    synth_max_size: int = setting(160, allowed={"min": 8})
 
     def __post_init__(self):
         for name in TUPLE_FIELDS:  # YAML gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.label_smoothing not in (0.0, 0.1):
-            raise UsageError(f"settings.label_smoothing = {self.label_smoothing!r}: the rules allow 0.0 or 0.1")
+
+
+@dataclasses.dataclass
+class ResnetState:
+    env: Any
+    settings: ResnetSettings
+    recipe: Any                                 # optim.Recipe
+    global_batch_size: int
+    model: torch.nn.Module                      # the bare model (evaluation, BN statistics)
+    ddp_model: torch.nn.Module                  # what training calls (DDP on several ranks)
+    optimizer: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    memory_format: torch.memory_format
+    step: int = 0                               # global optimizer steps (the schedule's clock)
+    train_index: ImageIndex | None = None
+    val_index: ImageIndex | None = None
+    sampler: ShardedBatchSampler | None = None
+    train_loader: torch.utils.data.DataLoader | None = None
+    eval_loader: torch.utils.data.DataLoader | None = None
+    schedule: Callable[[int], float] | None = None
 
 
 class ResnetBenchmark(Benchmark):
     name = "resnet"
     metric = "top-1"
     Settings = ResnetSettings
+    State = ResnetState
 
     # --- before any run ----------------------------------------------------------------
     def prepare(self, source, data_dir, settings):
@@ -83,18 +102,15 @@ class ResnetBenchmark(Benchmark):
         shutil.rmtree(raw)  # the prepared tree holds hard links or copies
 
     # --- one run -----------------------------------------------------------------------
-    def init(self, preset, env):
+    def init(self, preset, env, artifacts):
         s, hp = preset.settings, preset.hparams
         recipe = recipe_from_hparams(hp)
         batch = int(hp["global_batch_size"])
-        if "model_bn_span" in hp and hp["model_bn_span"] != batch // env.world_size:
-            raise ValueError(f"hparams: model_bn_span = {hp['model_bn_span']}: batch norm here spans one rank's "
-                             f"batch, {batch // env.world_size}")
         model = ResNet(s.num_outputs, s.blocks, s.width, s.tf_same_max_pool, s.truncated_normal_init)
         memory_format = torch.channels_last if env.device.type == "cuda" and s.channels_last else torch.contiguous_format
         model = model.to(env.device, memory_format=memory_format)
-        return types.SimpleNamespace(
-            env=env, settings=s, recipe=recipe, global_batch_size=batch, model=model, step=0,
+        return ResnetState(
+            env=env, settings=s, recipe=recipe, global_batch_size=batch, model=model,
             ddp_model=env.wrap_model(model), optimizer=recipe.build_optimizer(model),
             loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=s.label_smoothing), memory_format=memory_format)
 
@@ -120,25 +136,57 @@ class ResnetBenchmark(Benchmark):
     def logged_data_keys(self, state):
         return {"train_samples": len(state.train_index), "eval_samples": len(state.val_index)}
 
-    def train_epoch(self, state, epoch):
-        env, model, optimizer = state.env, state.ddp_model, state.optimizer
-        model.train()
+    def train_epoch(self, state, epoch, progress):
+        state.ddp_model.train()
         state.sampler.set_epoch(epoch)
-        loss_sum, count = torch.zeros((), device=env.device), 0
-        for images, labels in state.train_loader:
-            images = images.to(env.device, non_blocking=True, memory_format=state.memory_format)
-            labels = labels.to(env.device, non_blocking=True)
-            lr = state.schedule(state.step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss = state.loss_fn(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            state.step += 1
-            loss_sum += loss.detach() * len(labels)
-            count += len(labels)
+        loss_sum, count = torch.zeros((), device=state.env.device), 0
+        total = len(state.sampler) * (state.global_batch_size // state.env.world_size)
+        for batch in state.train_loader:
+            loss = self.train_step(state, batch)
+            loss_sum += loss * len(batch[1])
+            count += len(batch[1])
+            progress(count, total, loss)
         return TrainStats(num_samples=count, loss=float(loss_sum) / max(count, 1))
+
+    def train_step(self, state, batch):
+        """One SGD/LARS step on (images (b, 3, H, W) float, labels (b,) int64); returns the
+        mean cross-entropy as a device tensor."""
+        env, model, optimizer = state.env, state.ddp_model, state.optimizer
+        images, labels = batch
+        images = images.to(env.device, non_blocking=True, memory_format=state.memory_format)
+        labels = labels.to(env.device, non_blocking=True)
+        lr = state.schedule(state.step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = state.loss_fn(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        return loss.detach()
+
+    def example_batch(self, state, split="train"):
+        """Normal noise of the pipeline's output shape and random labels: one rank's share of
+        a global batch ("train"), or one evaluation batch ("eval")."""
+        s, env = state.settings, state.env
+        size = len(env.shard(state.global_batch_size)) if split == "train" else s.eval_batch_size
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randn(size, 3, s.image_size, s.image_size, generator=generator)
+        labels = torch.randint(0, s.num_outputs, (size,), generator=generator)
+        return ExampleBatch((images, labels), size)
+
+    @torch.no_grad()
+    def eval_step(self, state, batch):
+        """Logits, shape (b, num_outputs)."""
+        state.model.eval()
+        images = batch[0].to(state.env.device, memory_format=state.memory_format)
+        return state.model(images)
+
+    def close(self, state):
+        for loader in (state.train_loader, state.eval_loader):
+            iterator = getattr(loader, "_iterator", None)  # persistent workers live here
+            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+                iterator._shutdown_workers()
 
     @torch.no_grad()
     def evaluate(self, state, epoch):
@@ -156,7 +204,14 @@ class ResnetBenchmark(Benchmark):
                                                                                  dtype=torch.float64)]))
         if int(totals[1]) != len(state.val_index):
             raise RuntimeError(f"evaluated {int(totals[1])} of {len(state.val_index)} validation images")
-        return float(totals[0]) / len(state.val_index)
+        return EvalResult({"top1_accuracy": float(totals[0]) / len(state.val_index)})
+
+    def world_size_problems(self, preset, world_size):
+        span, batch = preset.hparams.get("model_bn_span"), int(preset.hparams["global_batch_size"])
+        if span is not None and span != batch // world_size:
+            return [("hparams.model_bn_span", span, f"batch norm here spans one rank's batch: "
+                     f"global_batch_size / {world_size} processes = {batch // world_size}")]
+        return []
 
     def logged_hparams(self, preset, env):
         if "model_bn_span" in preset.hparams:
