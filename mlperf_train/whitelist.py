@@ -6,9 +6,16 @@ YAML is read with ``yaml.safe_load`` and interpreted by the small functions belo
 in it is ever evaluated as code. A whitelist that uses an unknown constraint is itself an
 error, reported when it is loaded.
 
-``check`` validates a hparams file's ``hparams:`` mapping (unknown and missing keys are
-violations); ``check_logged`` validates values read back from a result log, where other
-keys (the log's own bookkeeping, another implementation's extras) are expected and ignored.
+Allowed values may depend on other keys: ``required_when`` / ``only_when`` / ``when: [{if:
+condition, <constraints>}]``, where a condition maps a key to a value or to value
+constraints (``{global_batch_size: {less_than: 32768}}``). What a whitelist cannot say is
+listed in its ``not_expressed``.
+
+``check`` validates a hparams file's ``hparams:`` mapping as YAML typed it (unknown and
+missing keys are violations); ``check_logged`` validates values read back from a result
+log, each judged by what it means (``logvalues.py``: ``32.0`` is the integer 32), where
+other keys (the log's own bookkeeping, another implementation's extras) are expected and
+ignored.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from mlperf_train import logvalues
 from mlperf_train.errors import UsageError
 from mlperf_train.rules import RULES_DIR
 
@@ -107,7 +115,7 @@ def _equals(v, expected, _):
 
 def _bound(op: str):
     tests = {"min": (lambda v, x: v >= x, ">="), "max": (lambda v, x: v <= x, "<="),
-             "greater_than": (lambda v, x: v > x, ">")}
+             "greater_than": (lambda v, x: v > x, ">"), "less_than": (lambda v, x: v < x, "<")}
     test, sign = tests[op]
 
     def check(v, x, _):
@@ -174,12 +182,12 @@ def _length(v, n, _):
 
 VALUE_CONSTRAINTS: dict[str, Callable] = {
     "one_of": _one_of, "equals": _equals, "min": _bound("min"), "max": _bound("max"),
-    "greater_than": _bound("greater_than"), "multiple_of": _multiple_of,
+    "greater_than": _bound("greater_than"), "less_than": _bound("less_than"), "multiple_of": _multiple_of,
     "power_of_two_times": _power_of_two_times, "scaled_lr": _scaled_lr,
     "time_stretch": _time_stretch, "list_of": _list_of, "length": _length,
 }
 # Presence and bookkeeping constraints, applied around the value checks.
-PRESENCE = {"type", "required", "required_when", "only_when", "any", "note"}
+PRESENCE = {"type", "required", "required_when", "only_when", "when", "any", "note", "log_spellings"}
 CONSTRAINTS = set(VALUE_CONSTRAINTS) | PRESENCE
 
 
@@ -189,10 +197,51 @@ class Whitelist:
     path: str
     benchmark: str
     keys: Mapping[str, Mapping[str, Any]]
+    not_expressed: tuple[str, ...] = ()    # rules of the table this vocabulary cannot say
 
 
 def whitelist_path(benchmark: str, ruleset: str) -> Path:
     return RULES_DIR / ruleset / "whitelist" / f"{benchmark}.yaml"
+
+
+FILE_KEYS = {"benchmark", "keys", "not_expressed"}
+
+
+def _check_condition(where: str, condition: Any) -> None:
+    """A condition maps keys to a value (equality) or to value constraints."""
+    if not isinstance(condition, dict) or not condition:
+        raise UsageError(f"{where}: a condition is a mapping {{key: value}} or {{key: {{constraint: arg}}}}")
+    for key, wanted in condition.items():
+        if isinstance(wanted, dict):
+            unknown = set(wanted) - set(VALUE_CONSTRAINTS)
+            if unknown or not wanted:
+                raise UsageError(f"{where}: {key}: unknown condition {sorted(unknown or {'(empty)'})[0]!r}; "
+                                 f"allowed: {', '.join(sorted(VALUE_CONSTRAINTS))}")
+
+
+def _check_constraints(path: Path, key: str, constraints: Any) -> None:
+    if not isinstance(constraints, dict):
+        raise UsageError(f"{path}: {key}: constraints must be a mapping")
+    unknown = set(constraints) - CONSTRAINTS
+    if unknown:
+        raise UsageError(f"{path}: {key}: unknown constraint {sorted(unknown)[0]!r}; "
+                         f"allowed: {', '.join(sorted(CONSTRAINTS))}")
+    if "type" in constraints and constraints["type"] not in TYPES:
+        raise UsageError(f"{path}: {key}: unknown type {constraints['type']!r}; allowed: {', '.join(TYPES)}")
+    for name in ("required_when", "only_when"):
+        if name in constraints:
+            _check_condition(f"{path}: {key}: {name}", constraints[name])
+    if "log_spellings" in constraints and not isinstance(constraints["log_spellings"], dict):
+        raise UsageError(f"{path}: {key}: log_spellings must map a logged spelling to its value")
+    branches = constraints.get("when", [])
+    if not isinstance(branches, list) or not all(isinstance(b, dict) and "if" in b for b in branches):
+        raise UsageError(f"{path}: {key}: when must be a list of {{if: condition, <constraint>: arg, ...}}")
+    for branch in branches:
+        _check_condition(f"{path}: {key}: when.if", branch["if"])
+        unknown = set(branch) - {"if"} - set(VALUE_CONSTRAINTS)
+        if unknown:
+            raise UsageError(f"{path}: {key}: when: unknown constraint {sorted(unknown)[0]!r}; "
+                             f"allowed: {', '.join(sorted(VALUE_CONSTRAINTS))}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -204,43 +253,89 @@ def load(benchmark: str, ruleset: str) -> Whitelist | None:
         return None
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f) or {}
-    keys = doc.get("keys")
-    if doc.get("benchmark") != benchmark or not isinstance(keys, dict):
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("benchmark") != benchmark or not isinstance(keys, dict):
         raise UsageError(f"{path}: must hold `benchmark: {benchmark}` and a `keys:` mapping")
+    unknown = sorted(set(doc) - FILE_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(sorted(FILE_KEYS))}")
+    not_expressed = doc.get("not_expressed", [])
+    if not isinstance(not_expressed, list) or not all(isinstance(n, str) for n in not_expressed):
+        raise UsageError(f"{path}: not_expressed must be a list of sentences")
     for key, constraints in keys.items():
-        if not isinstance(constraints, dict):
-            raise UsageError(f"{path}: {key}: constraints must be a mapping")
-        unknown = set(constraints) - CONSTRAINTS
-        if unknown:
-            raise UsageError(f"{path}: {key}: unknown constraint {sorted(unknown)[0]!r}; "
-                             f"allowed: {', '.join(sorted(CONSTRAINTS))}")
-        if "type" in constraints and constraints["type"] not in TYPES:
-            raise UsageError(f"{path}: {key}: unknown type {constraints['type']!r}; allowed: {', '.join(TYPES)}")
-    return Whitelist(path=str(path), benchmark=benchmark, keys=keys)
+        _check_constraints(path, key, constraints)
+    return Whitelist(path=str(path), benchmark=benchmark, keys=keys, not_expressed=tuple(not_expressed))
 
 
 # --- checking -----------------------------------------------------------------------------
+_SIGNS = {"min": ">=", "max": "<=", "greater_than": ">", "less_than": "<", "equals": "="}
+
+
+def describe_condition(condition: Mapping[str, Any]) -> str:
+    """``global_batch_size < 32768``, ``opt_name = 'lars'``: a condition as the rules say it."""
+    parts = []
+    for key, wanted in condition.items():
+        if not isinstance(wanted, dict):
+            parts.append(f"{key} = {wanted!r}")
+            continue
+        for name, argument in wanted.items():
+            sign = _SIGNS.get(name)
+            parts.append(f"{key} {sign} {argument!r}" if sign else f"{key} {name.replace('_', ' ')} {argument!r}")
+    return ", ".join(parts)
+
+
 def _condition_holds(condition: Mapping[str, Any], hparams: Mapping[str, Any]) -> bool:
-    return all(hparams.get(key, MISSING) == value for key, value in condition.items())
+    """Whether every listed key is present with that value, or passes those constraints."""
+    for key, wanted in condition.items():
+        value = hparams.get(key, MISSING)
+        if value is MISSING:
+            return False
+        if isinstance(wanted, dict):
+            if any(VALUE_CONSTRAINTS[name](value, argument, hparams) for name, argument in wanted.items()):
+                return False
+        elif not _same(value, wanted):
+            return False
+    return True
 
 
-def _check_value(key: str, value: Any, constraints: Mapping[str, Any], hparams: Mapping[str, Any],
-                 division: str) -> list[KeyViolation]:
-    type_name = constraints.get("type")
-    if type_name and not TYPES[type_name](value):
-        return [KeyViolation(key, value, f"must be of type {type_name}")]
-    if division != "closed" or constraints.get("any"):
-        return []
-    if "only_when" in constraints and not _condition_holds(constraints["only_when"], hparams):
-        wanted = ", ".join(f"{k} = {v!r}" for k, v in constraints["only_when"].items())
-        return [KeyViolation(key, value, f"allowed only when {wanted}")]
+def _value_rules(key: str, value: Any, constraints: Mapping[str, Any], hparams: Mapping[str, Any],
+                 suffix: str = "") -> list[KeyViolation]:
     found = []
     for name, argument in constraints.items():
         check = VALUE_CONSTRAINTS.get(name)
         rule = check(value, argument, hparams) if check else None
         if rule:
-            found.append(KeyViolation(key, value, rule))
+            found.append(KeyViolation(key, value, rule + suffix))
     return found
+
+
+def _check_value(key: str, value: Any, constraints: Mapping[str, Any], hparams: Mapping[str, Any],
+                 division: str, shown: Any) -> list[KeyViolation]:
+    type_name = constraints.get("type")
+    if type_name and not TYPES[type_name](value):
+        return [KeyViolation(key, shown, f"must be of type {type_name}")]
+    if division != "closed" or constraints.get("any"):
+        return []
+    if "only_when" in constraints and not _condition_holds(constraints["only_when"], hparams):
+        return [KeyViolation(key, shown, f"allowed only when {describe_condition(constraints['only_when'])}")]
+    found = _value_rules(key, value, constraints, hparams)
+    for branch in constraints.get("when", []):
+        if _condition_holds(branch["if"], hparams):
+            found += _value_rules(key, value, branch, hparams, f" when {describe_condition(branch['if'])}")
+    return [dataclasses.replace(v, value=shown) for v in found]
+
+
+def read_logged(hparams: Mapping[str, Any], benchmark: str, ruleset: str) -> dict:
+    """The whitelisted keys of values read from a log, each as the value it means
+    (``logvalues.read_as``: ``32.0`` for an int is 32, ``"True"`` for a bool is True)."""
+    allowed = load(benchmark, ruleset)
+    if allowed is None:
+        return dict(hparams)
+    meant = dict(hparams)
+    for key, constraints in allowed.keys.items():
+        if key in meant:
+            meant[key] = logvalues.read_as(meant[key], constraints.get("type"), constraints.get("log_spellings"))
+    return meant
 
 
 def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: str,
@@ -248,6 +343,9 @@ def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: s
     allowed = load(benchmark, ruleset)
     if allowed is None:
         return []
+    shown = hparams
+    if logged:
+        hparams = read_logged(hparams, benchmark, ruleset)
     found: list[KeyViolation] = []
     for key, value in hparams.items():
         constraints = allowed.keys.get(key)
@@ -258,28 +356,29 @@ def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: s
                 found.append(KeyViolation(key, value, f"not a hyperparameter of {benchmark} in ruleset "
                                           f"{ruleset}; {hint}"))
             continue
-        found += _check_value(key, value, constraints, hparams, division)
+        found += _check_value(key, value, constraints, hparams, division, shown[key])
     if not logged:
         for key, constraints in allowed.keys.items():
             if key in hparams:
                 continue
             when = constraints.get("required_when")
             if constraints.get("required") or (when and _condition_holds(when, hparams)):
-                because = "" if constraints.get("required") else " when " + ", ".join(
-                    f"{k} = {v!r}" for k, v in when.items())
+                because = "" if constraints.get("required") else f" when {describe_condition(when)}"
                 found.append(KeyViolation(key, MISSING, f"required{because}"))
     return found
 
 
 def check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: str) -> list[KeyViolation]:
     """Violations of a hparams file's ``hparams:`` mapping: unknown keys, wrong types and,
-    in the closed division, missing required keys and values the rules do not allow."""
+    in the closed division, missing required keys and values the rules do not allow. The
+    file's YAML types are taken as they are."""
     return _check(hparams, benchmark, ruleset, division, logged=False)
 
 
 def check_logged(hparams: Mapping[str, Any], benchmark: str, ruleset: str,
                  division: str) -> list[KeyViolation]:
-    """Violations among hyperparameters read back from a log. Keys the whitelist does not
-    know are ignored (a log holds more than hyperparameters); missing keys are the
-    compliance checker's business, not the whitelist's."""
+    """Violations among hyperparameters read back from a log, each value judged by what it
+    means (``read_logged``). Keys the whitelist does not know are ignored (a log holds more
+    than hyperparameters); missing keys are the compliance checker's business, not the
+    whitelist's. A violation shows the value as logged."""
     return _check(hparams, benchmark, ruleset, division, logged=True)
