@@ -1,9 +1,12 @@
 """The aggregator: turns a folder of ``result_*.txt`` into one score by the ruleset's rules.
 
-Rules come from ``rules/<ruleset>/suite.yaml`` (``runs``, ``aggregation``,
-``reference_minutes``); nothing here hard-codes a run count. Exit status of ``main``: 0 when
-every folder is a valid result, 1 when one is not, 2 when one cannot be scored at all (not a
-folder, no ``result_*.txt``, no MLPerf log in it, a benchmark the ruleset does not have).
+Each file is judged by ``verdict.judge``, the judgement ``check`` prints: a file counts as a
+converged run exactly when ``check`` finds nothing in it, and every file that does not count
+is named with its first finding. Rules come from ``rules/<ruleset>/suite.yaml`` (``runs``,
+``aggregation``, ``reference_minutes``); nothing here hard-codes a run count. Exit status of
+``main``: 0 when every folder is a valid result, 1 when one is not, 2 when one cannot be
+scored at all (not a folder, no ``result_*.txt``, no MLPerf log in it, a benchmark the
+ruleset does not have).
 """
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from mlperf_train import quality
 from mlperf_train import rules as rules_mod
 from mlperf_train.errors import UsageError
-from mlperf_train.results import RunRecord, canonical_benchmark, read_run
+from mlperf_train.results import canonical_benchmark
+from mlperf_train.verdict import Verdict, judge
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 _RUN_INDEX = re.compile(r"result_(\d+)\.txt$")
@@ -39,6 +42,7 @@ class FolderScore:
     normalized: float | None = None  # reference_minutes / minutes, when the ruleset has one
     preset: str | None = None        # our logs: the hparams preset; small ones are no result
     usable: bool = True              # False: nothing here could be scored (exit status 2)
+    not_counted: list[str] = dataclasses.field(default_factory=list)   # "result_i.txt: why"
 
     @property
     def small_preset(self) -> bool:
@@ -65,14 +69,10 @@ def olympic_mean(minutes: list[float], drop_slowest: int = 1) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def _logged_target(bench_rules) -> float | None:
-    target = quality.logged_value(bench_rules.target, bench_rules.logged_scale)
-    return target if isinstance(target, float) else None
-
-
-def aggregate(records: list[RunRecord], bench_rules) -> tuple[float | None, str]:
-    """(minutes, reason) for judged records in run order. minutes is None when invalid and
-    the reason says why; for a valid result the reason may note which rule applied."""
+def aggregate(records: list[Verdict], bench_rules) -> tuple[float | None, str]:
+    """(minutes, reason) for judged runs in run order (anything with ``converged`` and
+    ``minutes``). minutes is None when invalid and the reason says why; for a valid result
+    the reason may note which rule applied."""
     aggregation = bench_rules.aggregation
     required = bench_rules.runs
     if aggregation.get("method") == "first_converged_olympic":
@@ -110,7 +110,8 @@ def _only(values: Iterable, what: str) -> tuple[str | None, str]:
 
 def score_folder(folder: str | Path, ruleset: str | None = None) -> FolderScore:
     """Scores one benchmark folder; an incomplete series gives valid=False with a reason."""
-    records = [read_run(path) for path in result_files(folder)]
+    verdicts = [judge(path, ruleset) for path in result_files(folder)]
+    records = [v.record for v in verdicts]
     usable = [r for r in records if r.usable]
     benchmark, mixed = _only((r.benchmark for r in usable), "benchmarks")
     benchmark = benchmark or canonical_benchmark(os.path.basename(os.path.normpath(folder)))
@@ -124,23 +125,20 @@ def score_folder(folder: str | Path, ruleset: str | None = None) -> FolderScore:
         result.reason, result.usable = "no result_*.txt files", False
         return result
     if not usable:
-        result.reason, result.usable = records[0].reason, False
+        result.reason, result.usable = verdicts[0].reason, False
         return result
     try:
         bench_rules = rules_mod.benchmark_rules(benchmark, round_)
     except UsageError as error:
         result.reason, result.usable = str(error), False
         return result
-    target = _logged_target(bench_rules)
-    for record in records:
-        if record.status is None and record.log_format == "mlp":
-            record.judge(target)   # v0.5 logs without a success flag: the ruleset's target
-    result.converged = sum(r.converged for r in records)
+    result.converged = sum(v.converged for v in verdicts)
+    result.not_counted = [f"{os.path.basename(v.path)}: {v.reason}" for v in verdicts if not v.converged]
     inconsistent = mixed or (mixed_round if not ruleset else "") or mixed_preset
     if inconsistent:
         result.reason = inconsistent
         return result
-    minutes, reason = aggregate(records, bench_rules)
+    minutes, reason = aggregate(verdicts, bench_rules)
     unfinished = glob.glob(os.path.join(glob.escape(result.folder), "result_*.txt.partial"))
     if minutes is None and unfinished:   # a killed run of `mlperf-train run` (see series.py)
         reason += f"; {len(unfinished)} unfinished run(s) (.partial) not counted"
@@ -151,7 +149,7 @@ def score_folder(folder: str | Path, ruleset: str | None = None) -> FolderScore:
 
 
 _COLUMNS = ("folder", "benchmark", "round", "runs", "converged", "minutes", "valid",
-            "normalized", "preset", "reason")
+            "normalized", "preset", "reason")   # then one line per run that does not count
 
 
 def _cell(score: FolderScore, column: str) -> str:
@@ -166,10 +164,14 @@ def _cell(score: FolderScore, column: str) -> str:
 
 
 def format_table(scores: Iterable[FolderScore]) -> str:
+    """The score table, then ``<folder>/<file>: <why it does not count>`` for each such run."""
+    scores = list(scores)
     rows = [[_cell(s, c) for c in _COLUMNS] for s in scores]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    for score in scores:
+        lines += [os.path.join(score.folder, line) for line in score.not_counted]
     return "\n".join(lines)
 
 
@@ -184,7 +186,7 @@ def main(args) -> int:
     elif getattr(args, "csv", False):
         writer = csv.DictWriter(sys.stdout, fieldnames=list(FolderScore.__dataclass_fields__))
         writer.writeheader()
-        writer.writerows(s.as_dict() for s in scores)
+        writer.writerows({**s.as_dict(), "not_counted": " | ".join(s.not_counted)} for s in scores)
     else:
         print(format_table(scores))
     for s in scores:

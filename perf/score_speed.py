@@ -5,8 +5,11 @@ repeats (the first repeat included: both read cold files and build their state t
 
     python perf/score_speed.py [FIXTURES_DIR] [--repeat N]
 
-The default folders are the published v0.7 results under ../shared/fixtures (the ones whose
-minutes must agree; the official function reads v0.6 stamps as milliseconds).
+The default folders are the published v0.7 results the tests use (``tests/data/mlperf_results/
+v0.7``: whole folders, some single logs; the minutes must agree, and the official function
+reads v0.6 stamps as milliseconds). Both sides judge every file: the official function runs
+mlperf_logging's checker on each, ours runs the same checker engine plus the rules table
+(``verdict.judge``), so a file that fails either does not count.
 """
 from __future__ import annotations
 
@@ -16,10 +19,13 @@ import glob
 import io
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mlperf_results" / "v0.7"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))      # time this checkout's scorer, not an installed one
+DEFAULT_FIXTURES = ROOT / "tests" / "data" / "mlperf_results" / "v0.7"
 
 
 def _folders(root: str) -> list[str]:
