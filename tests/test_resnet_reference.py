@@ -53,7 +53,11 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     assert values["train_samples"] == 48 and values["eval_samples"] == 20
     assert values["model_bn_span"] == 16 and values["sgd_opt_base_learning_rate"] == preset.hparams["sgd_opt_base_learning_rate"]
     assert [e["key"] for e in events].count("eval_accuracy") == 1
-    assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) == 0, capsys.readouterr().out
+    # one evaluation, below the preset's target: check and score judge it a run that did not
+    # converge, and that is all they find
+    assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) in (0, 1)
+    findings = capsys.readouterr().out.splitlines()
+    assert all("no evaluation reached the target" in line and "the target preset" in line for line in findings), findings
 
 
 def test_same_seed_same_training(tmp_path, tiny_data):

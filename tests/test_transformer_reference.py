@@ -76,7 +76,9 @@ def test_one_block_and_one_evaluation_through_the_engine(tiny_preset, tmp_path):
     assert cli.main(["run", "transformer", "--hparams", str(tiny_preset), "--runs", "1", "--seed", "5",
                      "--output", str(tmp_path / "logs"), "--system", "cpu"]) == 0
     log = tmp_path / "logs" / "cpu" / "transformer" / "result_0.txt"
-    assert compliance.check_log(str(log)) == []
+    # the tiny target is out of reach: the one finding is that the run did not converge
+    [finding] = compliance.check_log(str(log))
+    assert finding.startswith("no evaluation reached the target") and "the target preset 'tiny' logs" in finding
     by_key = {}
     for event in read_events(log):
         by_key.setdefault(event["key"], []).append(event)

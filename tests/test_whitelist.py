@@ -85,7 +85,95 @@ def test_check_reports_unknown_and_missing_keys_check_logged_does_not():
 
 def test_open_division_checks_types_only():
     assert not whitelist.check_logged({"max_samples": 7}, "ssd", "0.7.0", "open")
-    assert whitelist.check_logged({"max_samples": "7"}, "ssd", "0.7.0", "open")
+    assert whitelist.check_logged({"max_samples": "seven"}, "ssd", "0.7.0", "open")
+
+
+@pytest.mark.parametrize("key, logged, meant", [
+    ("opt_learning_rate_warmup_factor", 32.0, 32), ("opt_learning_rate_warmup_factor", "32", 32),
+    ("opt_learning_rate_warmup_factor", 32.5, 32.5), ("opt_learning_rate_warmup_factor", True, True),
+    ("opt_base_learning_rate", "0.09", 0.09), ("opt_base_learning_rate", "1e-3", 0.001),
+    ("opt_learning_rate_decay_boundary_epochs", "40, 50", [40, 50]),
+    ("opt_learning_rate_decay_boundary_epochs", "[44, 55]", [44, 55]),
+    ("opt_learning_rate_decay_boundary_epochs", (44.0, "55"), [44.0, 55]),
+    ("opt_learning_rate_decay_boundary_epochs", "44", "44"),
+])
+def test_a_logged_value_is_read_as_what_it_means(key, logged, meant):
+    assert whitelist.read_logged({key: logged}, "ssd", "0.7.0")[key] == meant
+
+
+@pytest.mark.parametrize("key, logged, meant", [
+    ("opt_learning_rate_alt_decay_func", "True", True), ("opt_learning_rate_alt_decay_func", " FALSE ", False),
+    ("opt_learning_rate_alt_warmup_func", "t2t", True), ("opt_learning_rate_alt_decay_func", "t2t", "t2t"),
+    ("opt_learning_rate_alt_decay_func", 1, 1), ("opt_learning_rate_alt_decay_func", 1.0, 1.0),
+])
+def test_bool_spellings(key, logged, meant):
+    got = whitelist.read_logged({key: logged}, "gnmt", "0.7.0")[key]
+    assert got == meant and type(got) is type(meant)
+
+
+def test_hparams_files_keep_their_yaml_types():
+    """validate (check) is strict: a file's author wrote the types; only logs are read by meaning."""
+    assert rules_of(whitelist.check({"max_samples": 50.0}, "ssd", "0.7.0", "open"))["max_samples"] == "must be of type int"
+    assert not whitelist.check_logged({"max_samples": 50.0}, "ssd", "0.7.0", "closed")
+
+
+@pytest.mark.parametrize("batch, momentum, rule", [
+    (3264, 0.95, "fixed at 0.9 when global_batch_size < 32768"), (32767, 0.91, "fixed at 0.9 when global_batch_size < 32768"),
+    (3264, 0.9, None), (32768, 0.95, None), (65536, 0.9537, None),
+])
+def test_allowed_values_can_depend_on_another_key(batch, momentum, rule):
+    hparams = {"global_batch_size": batch, "opt_name": "lars", "lars_opt_momentum": momentum}
+    assert rules_of(whitelist.check_logged(hparams, "resnet", "0.7.0", "closed")).get("lars_opt_momentum") == rule
+    logged = {"global_batch_size": str(batch), "opt_name": "lars", "lars_opt_momentum": str(momentum)}
+    assert rules_of(whitelist.check_logged(logged, "resnet", "0.7.0", "closed")).get("lars_opt_momentum") == rule
+
+
+def test_conditions_in_required_when_and_only_when(tmp_path, monkeypatch):
+    (tmp_path / "0.7.0" / "whitelist").mkdir(parents=True)
+    (tmp_path / "0.7.0" / "whitelist" / "gnmt.yaml").write_text(
+        "benchmark: gnmt\nnot_expressed: []\nkeys:\n  global_batch_size: {type: int}\n"
+        "  big_batch_knob: {type: float, required_when: {global_batch_size: {min: 4096}},"
+        " only_when: {global_batch_size: {min: 4096}}}\n"
+        "  opt_base_learning_rate: {type: float, when: [{if: {global_batch_size: {one_of: [64, 128]}}, max: 0.01}]}\n")
+    monkeypatch.setattr(whitelist, "RULES_DIR", tmp_path)
+    whitelist.load.cache_clear()
+    try:
+        found = rules_of(whitelist.check({"global_batch_size": 8192}, "gnmt", "0.7.0", "closed"))
+        assert found == {"big_batch_knob": "required when global_batch_size >= 4096"}
+        found = rules_of(whitelist.check({"global_batch_size": 64, "big_batch_knob": 1.0, "opt_base_learning_rate": 0.1},
+                                         "gnmt", "0.7.0", "closed"))
+        assert found == {"big_batch_knob": "allowed only when global_batch_size >= 4096",
+                         "opt_base_learning_rate": "must be <= 0.01 when global_batch_size one of [64, 128]"}
+    finally:
+        whitelist.load.cache_clear()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("  k: {type: int, when: {if: {a: 1}}}\n", "when must be a list"),
+    ("  k: {type: int, when: [{equals: 1}]}\n", "when must be a list"),
+    ("  k: {type: int, when: [{if: {a: {sometimes: 1}}, equals: 1}]}\n", "unknown condition 'sometimes'"),
+    ("  k: {type: int, when: [{if: {a: 1}, lambda: 1}]}\n", "when: unknown constraint 'lambda'"),
+    ("  k: {type: int, required_when: [a]}\n", "a condition is a mapping"),
+    ("  k: {type: bool, log_spellings: [t2t]}\n", "log_spellings must map"),
+])
+def test_a_malformed_condition_is_an_error_of_the_rules_file(tmp_path, monkeypatch, text, message):
+    (tmp_path / "0.7.0" / "whitelist").mkdir(parents=True)
+    (tmp_path / "0.7.0" / "whitelist" / "ssd.yaml").write_text("benchmark: ssd\nkeys:\n" + text)
+    monkeypatch.setattr(whitelist, "RULES_DIR", tmp_path)
+    whitelist.load.cache_clear()
+    try:
+        with pytest.raises(UsageError, match=message):
+            whitelist.load("ssd", "0.7.0")
+    finally:
+        whitelist.load.cache_clear()
+
+
+@pytest.mark.parametrize("ruleset", RULESETS)
+def test_every_whitelist_notes_what_it_cannot_express(ruleset):
+    for path in sorted((RULES_DIR / ruleset / "whitelist").glob("*.yaml")):
+        assert "not_expressed:" in path.read_text(), path
+        for sentence in whitelist.load(path.stem, ruleset).not_expressed:
+            assert len(sentence) > 20, (path, sentence)
 
 
 def test_a_whitelist_with_an_unknown_constraint_is_rejected(tmp_path, monkeypatch):
