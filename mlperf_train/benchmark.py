@@ -299,8 +299,8 @@ class Benchmark(abc.ABC):
     @abc.abstractmethod
     def eval_step(self, state: Any, batch: Any) -> Any:
         """The model's evaluation work on one batch from ``example_batch(state, "eval")``
-        (forward pass and any decoding the metric needs; no gradients). Returns the raw
-        outputs; used for FLOP counting and ``perf/`` scripts."""
+        (forward pass and any decoding the metric needs; no gradients), for FLOP counting and
+        ``perf/`` scripts. Returns the raw outputs."""
 
     @abc.abstractmethod
     def evaluate(self, state: Any, epoch: int) -> EvalResult:
@@ -312,7 +312,7 @@ class Benchmark(abc.ABC):
     def save_checkpoint(self, state: Any, path: Path) -> None:
         """Save the current model to ``path`` (rules with off-clock evaluation, MiniGo from
         0.6.0: the engine times the save and evaluates that checkpoint off the clock).
-        Returns None. Benchmarks whose rules never ask for it need not implement it."""
+        Benchmarks whose rules never ask for it need not implement it. Returns None."""
         raise NotImplementedError(f"{self.name} does not save checkpoints")
 
     def close(self, state: Any) -> None:

@@ -60,3 +60,34 @@ def test_a_global_batch_the_ranks_cannot_share_is_refused(tmp_path):
     env = RunEnv(rank=0, world_size=3)  # refused before any collective is needed
     with pytest.raises(UsageError, match=r"global_batch_size = 1024: must be a multiple of the 3 processes"):
         run_series(SeriesConfig(benchmark="ncf", output=tmp_path), env)
+
+
+def test_what_the_engine_cannot_honour_is_refused_before_the_first_run(toy_series, monkeypatch, tmp_path):
+    import dataclasses
+
+    from mlperf_train.errors import UsageError
+    from mlperf_train.rules import EvalCadence
+
+    state, config, folder = toy_series
+    monkeypatch.setattr(series, "benchmark_rules",
+                        lambda name, ruleset: dataclasses.replace(toy_rules(), not_runnable="iteration-count evaluations"))
+    with pytest.raises(UsageError, match="toy is not runnable in ruleset 0.7.0: iteration-count evaluations"):
+        series.run_series(config, RunEnv())
+    off_clock = dataclasses.replace(toy_rules(), eval=EvalCadence(every_epochs=1, on_clock=False))
+    monkeypatch.setattr(series, "benchmark_rules", lambda name, ruleset: off_clock)
+    with pytest.raises(UsageError, match="evaluates timestamped checkpoints off the clock, and this reference saves none"):
+        series.run_series(config, RunEnv())
+    assert not folder.exists()
+
+
+def test_a_missing_artifact_is_named_before_the_first_run(toy_series, monkeypatch):
+    from mlperf_train.errors import UsageError
+
+    state, config, folder = toy_series
+    monkeypatch.setattr(type(state["bench"]), "required_artifacts",
+                        lambda self, preset: {"resnet34-333f7ec4.pth": "torchvision's ImageNet ResNet-34 weights"},
+                        raising=False)
+    with pytest.raises(UsageError, match=r"artifacts/resnet34-333f7ec4.pth: missing: torchvision's ImageNet "
+                                         r"ResNet-34 weights; put the file there"):
+        series.run_series(config, RunEnv())
+    assert not folder.exists()
