@@ -117,6 +117,14 @@ def cadence_for(preset: Preset, rules: BenchmarkRules) -> EvalCadence:
                           "on_clock": rules.eval.on_clock})
 
 
+def _cadence_metadata(cadence: EvalCadence) -> dict:
+    """The evaluation schedule this run keeps, so ``check`` can judge a small preset's log
+    by its own cadence (``schedule.py``)."""
+    fields = dataclasses.asdict(cadence)
+    fields["at_epochs"] = list(fields["at_epochs"])
+    return {name: value for name, value in fields.items() if value not in (None, [])}
+
+
 def _log_value(log: ResultLog, key: str, value: Any, time_ms: int, metadata: Mapping | None = None) -> None:
     if isinstance(value, Logged):
         log.event(key, value.value, metadata={**value.metadata, **(metadata or {})}, time_ms=time_ms)
@@ -144,7 +152,7 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
         log.event(key, value, time_ms=header_ms)
     log.event(PRESET_KEY, preset.name, time_ms=header_ms, metadata={
         "ruleset": preset.ruleset, "target": quality.logged_value(preset.target), "hparams_file": preset.path,
-        "small": preset.is_small, "unit": benchmark.unit})
+        "small": preset.is_small, "unit": benchmark.unit, "eval": _cadence_metadata(cadence)})
     log.event("cache_clear", cache_cleared, time_ms=header_ms)
 
     env.dataset = Dataset(data_root)
@@ -278,7 +286,9 @@ class _Loop:
                     "first_epoch_num": epoch,
                     "epoch_count": min(self.cadence.epochs_until_next_eval(epoch), preset.max_epochs - epoch + 1)})
             saved_ms = self.train(epoch)
-            if self.cadence.is_eval_epoch(epoch) or epoch == preset.max_epochs or self.off_clock:
+            # Only at scheduled points: a run may stop, and be judged converged, only there
+            # (an extra evaluation at the unit cap could declare success off the schedule).
+            if self.cadence.is_eval_epoch(epoch) or self.off_clock:
                 reached = self.evaluate(epoch, saved_ms)
                 self.log.end("block_stop", time_ms=clock.now_ms(), metadata={"first_epoch_num": block_first_epoch})
                 block_first_epoch = None

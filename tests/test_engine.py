@@ -288,3 +288,13 @@ def test_result_log_takes_only_the_engine_clock(tmp_path):
     with pytest.raises(TypeError, match="time_ms"):
         log.event("seed", 1, time_ms=1.5)
     log.close(finished=False)
+
+
+def test_no_evaluation_off_the_schedule_even_at_the_unit_cap(tmp_path):
+    """A run may stop, and be judged converged, only at a scheduled evaluation: epoch 5 is
+    not one when evaluating every 2, so the capped run ends aborted after the one at 4."""
+    _, outcome, events = run_toy(tmp_path, toy_preset(target=0.5, max_epochs=5), rules=toy_rules(every_epochs=2))
+    assert outcome.status == "aborted" and outcome.ended_by_rules and outcome.epochs == 5
+    assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"] == [2, 4]
+    assert only(events, "mlperf_train_preset")["metadata"]["eval"] == {"every_epochs": 2, "on_clock": True}
+    assert keys(events)[-2:] == ["block_stop", "run_stop"]
