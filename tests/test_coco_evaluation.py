@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from references.coco import layout, synthetic
-from references.coco.evaluation import STAT_NAMES, coco_eval, encode_masks, gather_detections
+from references.coco.evaluation import STAT_NAMES, coco_eval, detections_for_image, encode_masks, gather_detections
 
 WORKER = Path(__file__).resolve().parent / "coco_gather_worker.py"
 
@@ -44,8 +44,10 @@ def hand_made_gt():
                        {"id": 2, "height": 100, "width": 100, "file_name": "2.jpg"}],
             "categories": [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}],
             "annotations": [
-                {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0},
-                {"id": 2, "image_id": 2, "category_id": 3, "bbox": [50, 50, 40, 40], "area": 1600, "iscrowd": 0},
+                {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0,
+                 "segmentation": [[10, 10, 50, 10, 50, 50, 10, 50]]},
+                {"id": 2, "image_id": 2, "category_id": 3, "bbox": [50, 50, 40, 40], "area": 1600, "iscrowd": 0,
+                 "segmentation": [[50, 50, 90, 50, 90, 90, 50, 90]]},
                 # a crowd region: a detection inside it is neither true nor false positive
                 {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 30, 30], "area": 900, "iscrowd": 1,
                  "segmentation": {"counts": [0, 30, 70] * 30 + [7000], "size": [100, 100]}}]}
@@ -128,3 +130,28 @@ def test_encode_masks_round_trips_through_pycocotools():
     json.dumps(rles)  # serialisable as it is
     with pytest.raises(ValueError, match=r"expected \[N, H, W\]"):
         encode_masks(masks[0])
+
+
+def test_detections_for_image_maps_boxes_labels_and_masks_to_coco_results():
+    gt = hand_made_gt()
+    category_of = [0, 3, 8]
+    masks = torch.zeros(2, 100, 100, dtype=torch.bool)
+    masks[0, 10:50, 10:50] = True
+    masks[1, 0:5, 0:5] = True
+    results = detections_for_image(1, torch.tensor([[10.0, 10.0, 50.0, 50.0], [0.0, 0.0, 5.0, 5.0]]),
+                                   torch.tensor([0.9, 0.3]), torch.tensor([1, 2]), category_of, masks=masks)
+    assert [(r["image_id"], r["category_id"], r["bbox"], r["score"]) for r in results] == [
+        (1, 3, [10.0, 10.0, 40.0, 40.0], pytest.approx(0.9)), (1, 8, [0.0, 0.0, 5.0, 5.0], pytest.approx(0.3))]
+    assert mask_utils.area([r["segmentation"] for r in results]).tolist() == [1600, 25]
+    assert coco_eval(gt, results, "bbox")["AP50"] == pytest.approx(51 / 101)
+    assert coco_eval(gt, results, "segm")["AP"] == pytest.approx(51 / 101)
+    assert coco_eval(gt, results, "segm") == pycocotools_segm(gt, results)
+
+
+def pycocotools_segm(gt, results):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gt.json"
+        path.write_text(json.dumps(gt))
+        return pycocotools_stats(path, results, "segm")

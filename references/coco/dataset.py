@@ -137,6 +137,13 @@ class CocoIndex:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def __getstate__(self) -> dict:
+        # DataLoader workers started with "spawn" pickle the index: the evaluator's ground
+        # truth (a native object) stays behind and is re-read if a worker asks for it.
+        state = dict(self.__dict__)
+        state.pop("coco", None)
+        return state
+
     def record(self, i: int) -> Record:
         """The ``i``-th kept image (in ``image_ids`` order) and its objects; crowd objects are
         left out when ``skip_crowd``."""

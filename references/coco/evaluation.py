@@ -75,6 +75,29 @@ def coco_eval(coco_gt, detections: list[dict], iou_type: str = "bbox") -> dict[s
     return dict(zip(STAT_NAMES, stats))
 
 
+def detections_for_image(image_id: int, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                         category_of, masks=None) -> list[dict]:
+    """One image's predictions in COCO result format (the input of ``coco_eval``).
+
+    ``boxes``: [N, 4] ``x1, y1, x2, y2`` in the original image's pixels (``w = x2 - x1``; a
+    reference with the "+1" convention adds 1 itself). ``scores``: [N]. ``labels``: int [N]
+    contiguous labels 1..C, mapped back to COCO ids through ``category_of``
+    (``CocoIndex.category_of``). ``masks``: None, or [N, H, W] binary masks already pasted
+    into the image (uint8/bool), encoded with ``encode_masks`` for segm.
+    """
+    boxes = boxes.detach().cpu().to(torch.float64)
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+    categories = [int(category_of[label]) for label in labels.detach().cpu().tolist()]
+    out = [{"image_id": int(image_id), "category_id": category, "bbox": box, "score": float(score)}
+           for category, box, score in zip(categories, xywh, scores.detach().cpu().tolist())]
+    if masks is not None:
+        if len(masks) != len(out):
+            raise ValueError(f"detections_for_image: {len(masks)} masks for {len(out)} boxes")
+        for detection, rle in zip(out, encode_masks(masks)):
+            detection["segmentation"] = rle
+    return out
+
+
 def gather_detections(local: list[dict], env=None) -> list[dict]:
     """Every rank's detections, on every rank, in one canonical order.
 
