@@ -67,6 +67,12 @@ def test_a_hand_made_case_has_its_known_average_precision():
                {"image_id": 2, "category_id": 3, "bbox": [50, 50, 40, 40], "score": 0.8}]
     assert coco_eval(gt, perfect, "bbox")["AP"] == 1.0
     assert coco_eval(gt, [], "bbox")["AP"] == 0.0
+    with pytest.raises(ValueError, match=r"1 image ids not in the ground truth \(e.g. \[99\]\)"):
+        coco_eval(gt, [{**detections[0], "image_id": 99}], "bbox")
+    with pytest.raises(ValueError, match="needs the keys image_id, category_id, score, bbox"):
+        coco_eval(gt, [{"image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5]}], "bbox")
+    with pytest.raises(ValueError, match="needs the keys image_id, category_id, score, segmentation"):
+        coco_eval(gt, detections, "segm")
 
 
 def test_all_twelve_stats_equal_pycocotools_bbox_with_crowd_regions(root):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,20 @@ def load_ground_truth(source):
 def _canonical_order(detections: list[dict]) -> list[dict]:
     # COCOeval ranks equal scores in input order (a stable sort), so the order must not
     # depend on how images were split over ranks: by image id, keeping each image's order.
-    return sorted(detections, key=lambda d: int(d["image_id"]))
+    return sorted(detections, key=itemgetter("image_id"))
+
+
+def _check(gt, detections: list[dict], iou_type: str) -> None:
+    """pycocotools refuses results for images outside the ground truth (a wrong split) and
+    fails on a missing field; hotcoco would only warn, so refuse them here."""
+    needed = ("image_id", "category_id", "score", "segmentation" if iou_type == "segm" else "bbox")
+    needed_set = set(needed)
+    for d in (d for d in detections if not needed_set <= d.keys()):
+        raise ValueError(f"{iou_type} detection {d!r}: needs the keys {', '.join(needed)}")
+    unknown = {d["image_id"] for d in detections} - set(gt.get_img_ids())
+    if unknown:
+        raise ValueError(f"detections for {len(unknown)} image ids not in the ground truth "
+                         f"(e.g. {sorted(unknown)[:3]}): results of another split?")
 
 
 def coco_eval(coco_gt, detections: list[dict], iou_type: str = "bbox") -> dict[str, float]:
@@ -62,8 +76,7 @@ def coco_eval(coco_gt, detections: list[dict], iou_type: str = "bbox") -> dict[s
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type {iou_type!r}: expected one of {', '.join(IOU_TYPES)}")
     gt = load_ground_truth(coco_gt)
-    if iou_type == "segm" and any("segmentation" not in d for d in detections):
-        raise ValueError("segm evaluation: every detection needs a 'segmentation' (RLE)")
+    _check(gt, detections, iou_type)
     results = gt.load_res(_canonical_order(detections))
     evaluator = hotcoco.COCOeval(gt, results, iou_type)
     evaluator.evaluate()
@@ -118,9 +131,9 @@ def gather_detections(local: list[dict], env=None) -> list[dict]:
         parts = [local]
     owner: dict[int, int] = {}
     for rank, part in enumerate(parts):
-        for d in part:
-            owner.setdefault(int(d["image_id"]), rank)
-    merged = [d for rank, part in enumerate(parts) for d in part if owner[int(d["image_id"])] == rank]
+        for image_id in set(map(itemgetter("image_id"), part)):
+            owner.setdefault(image_id, rank)
+    merged = [d for rank, part in enumerate(parts) for d in part if owner[d["image_id"]] == rank]
     return _canonical_order(merged)
 
 
