@@ -145,3 +145,15 @@ def test_pretraining_learns_the_shapes(root):
     assert set(state) == set(backbone.state_dict())
     first, last = history[0], history[-1]
     assert last[1] < 0.6 * first[1], history
+
+
+def test_cmyk_jpeg_and_png_under_a_jpg_name_are_read_as_pil_reads_them(tmp_path):
+    from PIL import Image
+
+    pixels = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    Image.fromarray(pixels).save(tmp_path / "png.jpg", format="PNG")
+    for name in ("cmyk.jpg", "png.jpg"):
+        with Image.open(tmp_path / name) as image:
+            expected = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(load_image(tmp_path / name), expected)
