@@ -43,6 +43,8 @@ def test_the_writer_produces_the_real_layout_readable_by_pycocotools(root):
         assert all(isinstance(a["segmentation"], list) for a in anns if not a["iscrowd"])
         assert len(set(gt.getImgIds()) - {a["image_id"] for a in anns}) >= 1  # images without annotations
     assert sorted(gt.getCatIds()) == [1, 5, 7, 11]  # non-contiguous ids
+    train, val = (set(COCO(str(layout.annotation_path(root, s))).getImgIds()) for s in ("train", "val"))
+    assert not train & val  # image ids are unique across splits, as in the real set
 
 
 def test_objects_never_share_pixels_so_polygons_are_the_visible_outlines(root):

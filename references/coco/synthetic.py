@@ -198,7 +198,9 @@ def write_split(root: Path, split: str, num_images: int, *, image_size, num_clas
     rng = np.random.default_rng([split_seed, 0])
     styles = class_styles(num_classes)
     cats = category_ids(num_classes)
-    image_ids = sorted(int(i) for i in rng.choice(581_929, size=num_images, replace=False) + 1)
+    # ids up to 581,929 as in the real set, odd for train and even for val: unique across splits
+    offset = 1 if split == "train" else 2
+    image_ids = sorted(int(i) * 2 + offset for i in rng.choice(290_964, size=num_images, replace=False))
     num_empty = max(1, round(empty_fraction * num_images)) if num_images >= 10 else 0
     num_crowd = max(1, round(crowd_fraction * num_images)) if num_images >= 10 else 0
     special = rng.permutation(num_images)
