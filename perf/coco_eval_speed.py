@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import statistics
@@ -102,11 +103,8 @@ def main() -> None:
     parser.add_argument("--iou-types", nargs="+", default=["bbox", "segm"])
     args = parser.parse_args()
     sides = {"pycocotools": pycocotools_eval, "ours": ours}
-    try:
-        import faster_coco_eval  # noqa: F401
+    if importlib.util.find_spec("faster_coco_eval") is not None:
         sides["faster-coco-eval"] = faster_coco_eval
-    except ImportError:
-        pass
     with tempfile.TemporaryDirectory() as folder:
         root = synthetic.write_coco(folder, num_train=0, num_val=args.images, num_classes=10, seed=0)
         path = layout.annotation_path(root, "val")
