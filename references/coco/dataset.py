@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -58,22 +59,29 @@ class Record:
         return int(self.labels.numel())
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """The cyclic collector off while the index is built. JSON makes no reference cycles, and
+    the collector would rescan the millions of new objects of the real train file again and
+    again (a quarter of the read time or more)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise CocoFormatError(f"{path}: annotation file not found (COCO 2017 layout: "
                               f"annotations/instances_{{train,val}}2017.json)")
-    # JSON makes no reference cycles; the cyclic collector would only rescan the millions of
-    # new objects over and over (about 20 % of the real train file's read time).
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         with open(path, "rb") as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CocoFormatError(f"{path}: not valid JSON ({error})") from None
-    finally:
-        if collecting:
-            gc.enable()
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: top level is {type(data).__name__}, expected a JSON object")
     for key in ("images", "annotations", "categories"):
@@ -146,7 +154,10 @@ class CocoIndex:
         self.split = split
         self.annotation_path = layout.annotation_path(root, split)
         self.image_dir = layout.image_dir(root, split)
-        data = _read_json(self.annotation_path)
+        with _gc_paused():
+            self._build(_read_json(self.annotation_path), skip_empty, skip_crowd, skip_degenerate)
+
+    def _build(self, data: dict, skip_empty: bool, skip_crowd: bool, skip_degenerate: bool) -> None:
         path = self.annotation_path
         try:
             category_ids = sorted(int(c["id"]) for c in data["categories"])
