@@ -79,6 +79,8 @@ def test_filters_and_category_mapping(root):
     kept = CocoIndex(root, "train", skip_empty=True, skip_crowd=False)
     assert everything.image_ids == sorted(i["id"] for i in data["images"])
     assert kept.image_ids == sorted(with_objects) and len(kept) < len(everything)
+    empty = everything.record(everything.image_ids.index(min(set(everything.image_ids) - with_objects)))
+    assert empty.boxes.shape == (0, 4) and empty.labels.shape == (0,) and empty.polygons == []
     assert kept.label_of == {1: 1, 5: 2, 7: 3, 11: 4} and kept.category_of == [0, 1, 5, 7, 11]
     assert kept.num_classes == 4
     by_image = {}

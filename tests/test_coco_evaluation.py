@@ -161,3 +161,16 @@ def pycocotools_segm(gt, results):
         path = Path(folder) / "gt.json"
         path.write_text(json.dumps(gt))
         return pycocotools_stats(path, results, "segm")
+
+
+def test_an_image_on_two_ranks_keeps_the_lowest_ranks_detections():
+    class TwoRanks:  # what RunEnv.all_gather_object returns on 2 ranks
+        def all_gather_object(self, value):
+            return [rank0, value]
+
+    def det(image_id, score):
+        return {"image_id": image_id, "category_id": 3, "bbox": [0, 0, 1, 1], "score": score}
+
+    rank0 = [det(5, 0.9), det(1, 0.8), det(5, 0.7)]
+    rank1 = [det(5, 0.1), det(2, 0.6)]  # image 5 again (a padded sampler's repeat)
+    assert gather_detections(rank1, TwoRanks()) == [det(1, 0.8), det(2, 0.6), det(5, 0.9), det(5, 0.7)]
