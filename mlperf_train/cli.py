@@ -69,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folders", nargs="+", metavar="FOLDER")
     report.add_argument("--output", type=Path, default=Path("report"), help="where report.html and "
                         "report.json go (default: report/)")
-    report.add_argument("--ruleset", choices=RULESETS)
     return parser
 
 

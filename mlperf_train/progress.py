@@ -23,6 +23,7 @@ from mlperf_train.benchmark import TrainStats
 from mlperf_train.engine import Progress
 
 LOSS_READ_SECONDS = 0.5
+REDRAW_SECONDS = 0.1     # tqdm's mininterval
 
 
 def bars_wanted(stream=None, is_main: bool | None = None) -> bool:
@@ -40,7 +41,7 @@ def bars_wanted(stream=None, is_main: bool | None = None) -> bool:
 def _bar(**kwargs):
     from tqdm import tqdm
 
-    return tqdm(dynamic_ncols=True, leave=False, **kwargs)
+    return tqdm(dynamic_ncols=True, leave=False, mininterval=REDRAW_SECONDS, **kwargs)
 
 
 def track(iterable: Iterable, total: int | None = None, desc: str = "", unit: str = "it") -> Iterator:

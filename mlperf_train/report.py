@@ -277,7 +277,7 @@ def render(data: dict) -> str:
 
 
 def main(args) -> int:
-    data = build(args.folders, getattr(args, "ruleset", None))
+    data = build(args.folders)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / JSON_FILE).write_text(json.dumps(data, indent=1, default=str) + "\n")
