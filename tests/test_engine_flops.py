@@ -71,13 +71,14 @@ def test_the_official_checker_accepts_the_new_keys(tmp_path):
         if event["key"] == "run_start":
             out.append(line(engine.FLOPS_KEY, 1.2e9, event["time_ms"], eval_flops_per_sample=4e8, op_class="conv"))
         out.append(text)
-        if event["key"] == "epoch_stop":
+        if event["key"] == "block_stop":      # this log has no epoch_stop
             out.append(line(engine.THROUGHPUT_KEY, 5000.0, event["time_ms"], epoch_num=event["metadata"].get(
-                "epoch_num"), samples=117266))
+                "first_epoch_num"), samples=117266))
         if event["key"] == "run_stop":
             out.append(line(engine.FLOPS_KEY, 1.2e9, event["time_ms"] + 5))
     edited = tmp_path / "result_1.txt"
     edited.write_text("\n".join(out) + "\n")
+    assert sum(engine.THROUGHPUT_KEY in text for text in out) == 13
     assert _official(PUBLISHED) == []
     assert _official(edited) == []
     assert compliance.run_checker(read_run(edited)) == []
