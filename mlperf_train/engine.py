@@ -3,12 +3,13 @@
 Sequence (all ranks; rank 0 writes the log)::
 
     submission_*, preset, cache_clear                         (before the clock)
-    init_start -> Benchmark.init -> hparams, artifacts        (untimed, at most 20 minutes)
+    init_start -> Benchmark.init -> hparams, artifacts, FLOPs (untimed, at most 20 minutes; flops.py)
     init_stop, run_start                                      (the clock starts; the dataset opens)
     Benchmark.open_data, logged_data_keys
     block_start, epoch_start -> train_epoch -> [events, save_model] -> epoch_stop, ...
     eval_start -> evaluate -> eval_accuracy, extras -> eval_stop, block_stop   (on the clock)
     run_stop status=success | aborted
+    [FLOPs, where the model needs the data: off the clock]
     Benchmark.close                                           (every exit path)
 
 The engine, not the benchmark, compares the quality with the target and decides when the

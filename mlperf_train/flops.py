@@ -240,6 +240,15 @@ def _members(state: Any) -> Iterator[tuple[str, Any]]:
 _SCALARS = (int, float, bool, str, type(None))
 
 
+def _host_copy(tree):
+    """A copy of a state dict with every tensor cloned to host memory: a full-scale model and
+    its optimizer state do not fit twice on every device. ``load_state_dict`` moves them back."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda v: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else copy.deepcopy(v),
+                    tree)
+
+
 @contextlib.contextmanager
 def restored(state: Any):
     """Runs the body, then puts back what one training or evaluation step changes: every
@@ -259,11 +268,11 @@ def restored(state: Any):
         if isinstance(value, torch.nn.Module):
             grads = [(p, None if p.grad is None else p.grad.clone()) for p in value.parameters()]
             flags = [(m, m.training) for m in value.modules()]
-            saved.append((value, copy.deepcopy(value.state_dict()), grads, flags))
+            saved.append((value, _host_copy(value.state_dict()), grads, flags))
         elif isinstance(value, torch.Generator):
             saved.append((value, value.get_state(), None, None))
         elif callable(getattr(value, "state_dict", None)) and callable(getattr(value, "load_state_dict", None)):
-            saved.append((value, copy.deepcopy(value.state_dict()), None, None))
+            saved.append((value, _host_copy(value.state_dict()), None, None))
     try:
         yield
     finally:
