@@ -146,3 +146,19 @@ def test_resnet_counts_convolutions_and_transformer_gemms(tiny):
             assert flops.count(bench, state).op_class == op_class, name
         finally:
             bench.close(state)
+
+
+def test_cudnn_rnn_formula_takes_every_layer_and_direction():
+    """``aten._cudnn_rnn(input, weights, ...)`` (no GPU here: the formula on its arguments):
+    a 2-layer bidirectional LSTM's flat weight list, biases (1-D) left out."""
+    seq, batch, inputs, hidden = 5, 3, 16, 32
+    lstm = torch.nn.LSTM(inputs, hidden, num_layers=2, bidirectional=True)
+    weights = [w for w in lstm._flat_weights]
+    x = torch.randn(seq, batch, inputs)
+    layer0 = 4 * hidden * (inputs + hidden)
+    layer1 = 4 * hidden * (2 * hidden + hidden)
+    hand = 2 * seq * batch * 2 * (layer0 + layer1)
+    assert flops._cudnn_rnn(x, weights) == hand
+    assert flops._cudnn_rnn_backward(x, weights) == 2 * hand
+    packed = torch.randn(11, inputs)          # a packed sequence: 11 real tokens
+    assert flops._cudnn_rnn(packed, weights) == 2 * 11 * 2 * (layer0 + layer1)
