@@ -249,7 +249,11 @@ def render(data: dict) -> str:
              "text-align:left;vertical-align:top}img{max-width:100%}code{font-size:12px}",
              "</style></head><body><h1>mlperf-train report</h1><h2>Score</h2>"]
     columns = ["folder", "benchmark", "round", "runs", "converged", "minutes", "valid", "normalized", "preset", "reason"]
-    parts.append(_table(columns, [[_fmt(s[c]) for c in columns] for s in data["score"]]))
+    def cell(row, column):
+        if column == "preset" and row["preset"] not in (None, "reference"):
+            return _fmt(f"{row['preset']} (not a result)")
+        return _fmt(row[column])
+    parts.append(_table(columns, [[cell(s, c) for c in columns] for s in data["score"]]))
     not_counted = [f"{html.escape(os.path.join(s['folder'], line))}" for s in data["score"] for line in s["not_counted"]]
     if not_counted:
         parts.append("<p>Runs that do not count:</p><ul>" + "".join(f"<li>{line}</li>" for line in not_counted) + "</ul>")
@@ -260,10 +264,11 @@ def render(data: dict) -> str:
                      f"against minutes' src='data:image/png;base64,{figure(name, runs)}'>")
         worked = [r for r in runs if r["flops"]]
         if worked:
-            header = ["run", "minutes", "olympic", "train FLOPs/sample", "eval FLOPs/sample", "FLOPs trained",
+            header = ["run", "time to train (s)", "olympic", "train FLOPs/sample", "eval FLOPs/sample", "FLOPs trained",
                       "achieved FLOPS", "op class", "precision", "peak FLOPS", "MFU", "quality ratio",
                       f"VFLOPS (n = {info['vflops_exponent']})"]
-            rows = [[html.escape(f"{Path(r['folder']).name}/{r['file']}"), _fmt(r["minutes"], ".3f"), r["olympic"],
+            rows = [[html.escape(f"{Path(r['folder']).name}/{r['file']}"), _fmt(w["time_to_train_seconds"], ".1f"),
+                     r["olympic"],
                      _fmt(w["train_flops_per_sample"]), _fmt(w["eval_flops_per_sample"]), _fmt(w["train_flops"]),
                      _fmt(w["achieved_flops"]), _fmt(w["op_class"]), _fmt(w["precision"]), _fmt(w["peak_flops"]),
                      _fmt(w["mfu"]), _fmt(w["quality_ratio"], ".4f"), _fmt(w["vflops"])]
@@ -271,7 +276,9 @@ def render(data: dict) -> str:
             parts.append(_table(header, rows))
             parts.append(f"<p>VFLOPS = achieved FLOPS x (quality / target)<sup>n</sup>; n: "
                          f"{html.escape(str(info['vflops_source']))}. MFU = achieved FLOPS / the roofline's peak of "
-                         f"the op class and precision (x ranks on CUDA).</p>")
+                         f"the op class and precision (x ranks on CUDA), from "
+                         f"{html.escape(', '.join(sorted(set(data['rooflines'].get(f, '-') for f in info['folders']))))}"
+                         f".</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
