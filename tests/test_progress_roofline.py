@@ -2,7 +2,6 @@
 import io
 import json
 
-
 from mlperf_train import progress, roofline
 from mlperf_train.benchmark import TrainStats, no_progress
 
