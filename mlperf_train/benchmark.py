@@ -86,6 +86,11 @@ class Dataset:
         return self._root
 
 
+class ExampleNeedsData(RuntimeError):
+    """Raised by ``example_batch`` when the model exists only once the data is open (NCF:
+    its tables are the data's size). The harness then counts FLOPs after ``run_stop``."""
+
+
 class ArtifactMissing(UsageError):
     """A required init input is not where it must be (one line: which file, where, why)."""
 
@@ -294,7 +299,10 @@ class Benchmark(abc.ABC):
     def example_batch(self, state: Any, split: str = "train") -> ExampleBatch:
         """One batch of the real shapes for ``split`` ("train": what ``train_step`` takes,
         one global batch's share on this rank; "eval": what ``eval_step`` takes), made
-        without touching the dataset (generated content). Returns :class:`ExampleBatch`."""
+        without touching the dataset (generated content). Returns :class:`ExampleBatch`.
+        Raises :class:`ExampleNeedsData` when the model is built only in ``open_data``.
+        The harness counts FLOPs on it before the clock and puts the state back afterwards
+        (``flops.restored``): weights, optimizer, generators and scalar fields."""
 
     @abc.abstractmethod
     def eval_step(self, state: Any, batch: Any) -> Any:

@@ -1,4 +1,4 @@
-"""``mlperf-train`` subcommands: list, prepare, run, validate, check, score.
+"""``mlperf-train`` subcommands: list, prepare, run, validate, check, score, roofline, report.
 
 The flag set is frozen (a test pins it): new knobs go into hparams files and rules.
 Bad input ends with one line on stderr and exit status 2, never a traceback.
@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     output = score.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true")
+
+    roofline = commands.add_parser("roofline", help="measure this device's GEMM/conv peak and memory bandwidth")
+    roofline.add_argument("--output", type=Path, default=Path("logs"), help="log root (default: logs/)")
+    roofline.add_argument("--system", help="system name of the logs it belongs to (default: <ranks>x<device>)")
+    roofline.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+
+    report = commands.add_parser("report", help="an HTML page and a JSON file from result folders")
+    report.add_argument("folders", nargs="+", metavar="FOLDER")
+    report.add_argument("--output", type=Path, default=Path("report"), help="where report.html and "
+                        "report.json go (default: report/)")
     return parser
 
 
@@ -115,8 +125,20 @@ def _score(args) -> int:
     return score.main(args)
 
 
+def _roofline(args) -> int:
+    from mlperf_train import roofline
+
+    return roofline.main(args)
+
+
+def _report(args) -> int:
+    from mlperf_train import report
+
+    return report.main(args)
+
+
 COMMANDS = {"list": _list, "prepare": _prepare, "run": _run, "validate": _validate,
-            "check": _check, "score": _score}
+            "check": _check, "score": _score, "roofline": _roofline, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> int:

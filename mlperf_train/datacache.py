@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from mlperf_train import progress
 from mlperf_train.benchmark import Benchmark
 from mlperf_train.distributed import RunEnv
 
@@ -41,7 +42,8 @@ def small_dataset(bench: Benchmark, preset, env: RunEnv) -> Path:
         scratch = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        bench.generate_small(scratch, preset.settings, DATA_SEED)
+        with progress.task(f"generating {bench.name} data"):
+            bench.generate_small(scratch, preset.settings, DATA_SEED)
         try:
             os.replace(scratch, target)
         except OSError:  # another process finished first: theirs is as good as ours

@@ -3,12 +3,13 @@
 Sequence (all ranks; rank 0 writes the log)::
 
     submission_*, preset, cache_clear                         (before the clock)
-    init_start -> Benchmark.init -> hparams, artifacts        (untimed, at most 20 minutes)
+    init_start -> Benchmark.init -> hparams, artifacts, FLOPs (untimed, at most 20 minutes; flops.py)
     init_stop, run_start                                      (the clock starts; the dataset opens)
     Benchmark.open_data, logged_data_keys
     block_start, epoch_start -> train_epoch -> [events, save_model] -> epoch_stop, ...
     eval_start -> evaluate -> eval_accuracy, extras -> eval_stop, block_stop   (on the clock)
     run_stop status=success | aborted
+    [FLOPs, where the model needs the data: off the clock]
     Benchmark.close                                           (every exit path)
 
 The engine, not the benchmark, compares the quality with the target and decides when the
@@ -27,9 +28,9 @@ import signal
 from pathlib import Path
 from typing import Any, Mapping
 
-from mlperf_train import clock, quality
+from mlperf_train import clock, flops, quality
 from mlperf_train.benchmark import (ARTIFACTS_DIR, OWN_KEY_PREFIX, Artifacts, Benchmark, DataNotYetAvailable,
-                                    Dataset, EvalResult, Logged, TrainStats, no_progress)
+                                    Dataset, EvalResult, ExampleNeedsData, Logged, TrainStats, no_progress)
 from mlperf_train.distributed import RunEnv
 from mlperf_train.hparams import Preset
 from mlperf_train.mllog import PRESET_KEY, ResultLog
@@ -37,6 +38,10 @@ from mlperf_train.rules import BenchmarkRules, EvalCadence
 
 SUCCESS, ABORTED = "success", "aborted"
 ARTIFACT_KEY = OWN_KEY_PREFIX + "artifact"
+# Measured work (flops.py): training FLOPs per sample, with the evaluation's and the op
+# class and precision in metadata; and each unit's training throughput (samples/s, all ranks).
+FLOPS_KEY = OWN_KEY_PREFIX + "flops_per_sample"
+THROUGHPUT_KEY = OWN_KEY_PREFIX + "throughput"
 
 
 class RunInterrupted(BaseException):
@@ -158,6 +163,7 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
     env.dataset = Dataset(data_root)
     artifacts = Artifacts(Path(data_root) / ARTIFACTS_DIR)
     state = None
+    counted = False
 
     def start_clock(time_ms: int) -> None:
         log.end("init_stop", time_ms=time_ms)
@@ -181,6 +187,7 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
                     _log_value(log, key, value, time_ms=hparams_ms)
                 for name, sha256 in artifacts.used.items():
                     log.event(ARTIFACT_KEY, name, metadata={"sha256": sha256}, time_ms=hparams_ms)
+                counted = _log_flops(benchmark, state, env, log)   # untimed; the state is put back
             if outcome.run_start_ms is None:
                 start_clock(clock.synced_now_ms(env))
             else:  # the watchdog started the clock; the ranks meet here before the data opens
@@ -203,10 +210,29 @@ def run_once(benchmark: Benchmark, preset: Preset, rules: BenchmarkRules, env: R
             outcome.status, outcome.ended_by_rules = ABORTED, False
             outcome.reason = describe_error(error, env)
         _stop(log, env, outcome, synced=outcome.ended_by_rules)
+        if not counted and outcome.ended_by_rules:   # the model needed the data: count off the clock now
+            _log_flops(benchmark, state, env, log)
         return outcome
     finally:
         if state is not None:
             _close(benchmark, state)
+
+
+def _log_flops(benchmark: Benchmark, state: Any, env: RunEnv, log: ResultLog) -> bool:
+    """Counts the reference's work on its example batches (every rank: a step may
+    all-reduce) and logs it; False when the model exists only once the data is open. A
+    count that fails is reported and leaves the run as it is: it measures, it never decides."""
+    try:
+        counted = flops.count(benchmark, state)
+    except ExampleNeedsData:
+        return False
+    except Exception as error:  # noqa: BLE001 - the measurement must not end a run
+        if env.is_main:
+            print(f"warning: {benchmark.name}: FLOPs not counted: {type(error).__name__}: {error}", flush=True)
+        return True
+    value, metadata = counted.logged(env.world_size, env.device.type)
+    log.event(FLOPS_KEY, value, metadata=metadata, time_ms=clock.now_ms())
+    return True
 
 
 def _close(benchmark: Benchmark, state: Any) -> None:
@@ -318,6 +344,9 @@ class _Loop:
         self.num_samples += stats.num_samples * env.world_size
         self.train_ms += stop_ms - start_ms
         self.outcome.train_samples_per_second = self.num_samples / max(self.train_ms, 1) * 1000.0
+        unit_samples = stats.num_samples * env.world_size
+        log.event(THROUGHPUT_KEY, unit_samples / max(stop_ms - start_ms, 1) * 1000.0, time_ms=stop_ms,
+                  metadata={"epoch_num": epoch, "samples": unit_samples})
         self.progress.on_epoch(epoch, self.preset.max_epochs, stats, (stop_ms - start_ms) / 1000.0)
         return saved_ms
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlperf_train import benchmark as registry
+from mlperf_train import progress
 from mlperf_train.errors import UsageError
 from mlperf_train.hparams import HPARAMS_DIR, load_preset
 
@@ -18,5 +19,6 @@ def prepare(name: str, source: Path, data: Path, hparams: Path | None) -> None:
     preset = load_preset(hparams or HPARAMS_DIR / name / "reference.yaml", None, "open", bench.Settings,
                          expected_benchmark=name)
     data.mkdir(parents=True, exist_ok=True)
-    bench.prepare(source, data, preset.settings)
+    with progress.task(f"preparing {name}"):
+        bench.prepare(source, data, preset.settings)
     print(f"{name}: prepared {source} into {data}")

@@ -69,9 +69,9 @@ def olympic_mean(minutes: list[float], drop_slowest: int = 1) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def aggregate(records: list[Verdict], bench_rules) -> tuple[float | None, str]:
-    """(minutes, reason) for judged runs in run order (anything with ``converged`` and
-    ``minutes``). minutes is None when invalid and the reason says why; for a valid result
+def _selected(records: list[Verdict], bench_rules) -> tuple[list | None, int, str]:
+    """(the runs whose olympic mean is the score, how many slowest it drops, reason): the
+    runs are None when the result is invalid, and the reason says why; for a valid result
     the reason may note which rule applied."""
     aggregation = bench_rules.aggregation
     required = bench_rules.runs
@@ -83,21 +83,51 @@ def aggregate(records: list[Verdict], bench_rules) -> tuple[float | None, str]:
         converged = [r for r in considered if r.converged]
         if len(converged) < wanted:
             done = f"{len(considered)} of {required} runs" if len(considered) < required else f"{required} runs"
-            return None, f"{len(converged)} of {wanted} required converged runs in {done}"
-        note = f"the first {wanted} of {len(converged)} converged runs, in run order"
-        return olympic_mean([r.minutes for r in converged[:wanted]]), note
+            return None, 1, f"{len(converged)} of {wanted} required converged runs in {done}"
+        return converged[:wanted], 1, f"the first {wanted} of {len(converged)} converged runs, in run order"
     if len(records) < required:
-        return None, f"{len(records)} of {required} required runs"
+        return None, 1, f"{len(records)} of {required} required runs"
     converged = [r for r in records if r.converged]
     num_failed = len(records) - len(converged)
     allowed = int(aggregation.get("max_non_converged", 0))
     if num_failed > allowed:
-        return None, f"{num_failed} non-converged runs, at most {allowed} allowed"
+        return None, 1, f"{num_failed} non-converged runs, at most {allowed} allowed"
     # v0.7: a non-converged run counts as the dropped slowest one.
-    minutes = olympic_mean([r.minutes for r in converged], drop_slowest=1 - num_failed)
-    if minutes is None:
+    return converged, 1 - num_failed, f"{num_failed} non-converged run counted as the slowest" if num_failed else ""
+
+
+def aggregate(records: list[Verdict], bench_rules) -> tuple[float | None, str]:
+    """(minutes, reason) for judged runs in run order (anything with ``converged`` and
+    ``minutes``). minutes is None when invalid and the reason says why; for a valid result
+    the reason may note which rule applied."""
+    runs, drop_slowest, reason = _selected(records, bench_rules)
+    if runs is None:
+        return None, reason
+    minutes = olympic_mean([r.minutes for r in runs], drop_slowest=drop_slowest)
+    if minutes is None and bench_rules.aggregation.get("method") != "first_converged_olympic":
         return None, "too few converged runs for the olympic mean"
-    return minutes, f"{num_failed} non-converged run counted as the slowest" if num_failed else ""
+    return minutes, reason
+
+
+def olympic_roles(records: list[Verdict], bench_rules) -> list[str]:
+    """Per run, in order, what the score did with it: "kept" (in the olympic mean),
+    "dropped fastest", "dropped slowest", "not converged", or "not counted" (a converged run
+    the aggregation does not use, or every run of an invalid result)."""
+    runs, drop_slowest, _ = _selected(records, bench_rules)
+    roles = ["not converged" if not r.converged else "not counted" for r in records]
+    if not runs:
+        return roles
+    index = {id(r): i for i, r in enumerate(records)}
+    ordered = sorted(runs, key=lambda r: r.minutes)      # olympic_mean's order
+    for position, run in enumerate(ordered):
+        if position == 0:
+            role = "dropped fastest"
+        elif position >= len(ordered) - drop_slowest:
+            role = "dropped slowest"
+        else:
+            role = "kept"
+        roles[index[id(run)]] = role
+    return roles
 
 
 def _only(values: Iterable, what: str) -> tuple[str | None, str]:
@@ -110,7 +140,16 @@ def _only(values: Iterable, what: str) -> tuple[str | None, str]:
 
 def score_folder(folder: str | Path, ruleset: str | None = None) -> FolderScore:
     """Scores one benchmark folder; an incomplete series gives valid=False with a reason."""
+    return judged_folder(folder, ruleset)[0]
+
+
+def judged_folder(folder: str | Path, ruleset: str | None = None) -> tuple[FolderScore, list[Verdict]]:
+    """The folder's score and the verdict of each of its files, in run order."""
     verdicts = [judge(path, ruleset) for path in result_files(folder)]
+    return _score(folder, ruleset, verdicts), verdicts
+
+
+def _score(folder: str | Path, ruleset: str | None, verdicts: list[Verdict]) -> FolderScore:
     records = [v.record for v in verdicts]
     usable = [r for r in records if r.usable]
     benchmark, mixed = _only((r.benchmark for r in usable), "benchmarks")

@@ -14,6 +14,8 @@ FROZEN_FLAGS = {
     "validate": {"--ruleset", "--division"},
     "check": {"--ruleset"},
     "score": {"--ruleset", "--json", "--csv"},
+    "roofline": {"--output", "--system", "--device"},
+    "report": {"--output"},
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlperf_train.benchmark import Benchmark, EvalResult, ExampleBatch, TrainStats
+from mlperf_train.benchmark import Benchmark, EvalResult, ExampleBatch, ExampleNeedsData, TrainStats
 from mlperf_train.settings import setting
 from references.ncf import data
 from references.ncf.metric import distinct_mask, hit_and_ndcg
@@ -183,7 +183,7 @@ class NcfBenchmark(Benchmark):
         its size is the data's). "train": one global batch's share of (user, item, label);
         "eval": one user's 1 + ``eval_negatives`` candidates."""
         if state.model is None:
-            raise RuntimeError("NCF's model is built in open_data (its size is the data's); no example batch before")
+            raise ExampleNeedsData("NCF's model is built in open_data (its size is the data's); no example batch before")
         model, env = getattr(state.model, "module", state.model), state.env
         num_users, num_items = model.mf_user.num_embeddings, model.mf_item.num_embeddings
         generator = torch.Generator().manual_seed(0)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 import torch.utils.data
 
-from mlperf_train.benchmark import Benchmark, EvalResult, ExampleBatch, TrainStats
+from mlperf_train.benchmark import Benchmark, EvalResult, ExampleBatch, ExampleNeedsData, TrainStats
 from mlperf_train.settings import setting
 from references.resnet.data import EvalImages, ImageIndex, ShardedBatchSampler, TrainImages
 from references.resnet.metric import top1_correct
@@ -167,7 +167,10 @@ class ResnetBenchmark(Benchmark):
 
     def example_batch(self, state, split="train"):
         """Normal noise of the pipeline's output shape and random labels: one rank's share of
-        a global batch ("train"), or one evaluation batch ("eval")."""
+        a global batch ("train"), or one evaluation batch ("eval"). The learning-rate
+        schedule's length is the data's, so a training step needs the data open first."""
+        if split == "train" and state.schedule is None:
+            raise ExampleNeedsData("ResNet's schedule is made in open_data (its steps per epoch are the data's)")
         s, env = state.settings, state.env
         size = len(env.shard(state.global_batch_size)) if split == "train" else s.eval_batch_size
         generator = torch.Generator().manual_seed(0)

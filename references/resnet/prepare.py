@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mlperf_train.progress import track
 from references.resnet.data import IMAGE_SUFFIXES
 
 KAGGLE_DATA = Path("ILSVRC/Data/CLS-LOC")
@@ -118,10 +119,11 @@ def prepare_imagenet(source: Path, data_dir: Path, num_workers: int | None = Non
         work.append((str(path), str(data_dir / split / wnid / name)))
     num_workers = num_workers or (1 if len(work) < 20_000 else os.cpu_count() or 1)
     if num_workers == 1:
-        outcomes = list(map(_copy_or_reencode, work))
+        outcomes = list(track(map(_copy_or_reencode, work), total=len(work), desc="images", unit="image"))
     else:
         with concurrent.futures.ProcessPoolExecutor(num_workers) as pool:
-            outcomes = list(pool.map(_copy_or_reencode, work, chunksize=256))
+            outcomes = list(track(pool.map(_copy_or_reencode, work, chunksize=256), total=len(work), desc="images",
+                                  unit="image"))
     reencoded = {target: how for (_, target), how in zip(work, outcomes) if how != "kept"}
     (data_dir / "classes.txt").write_text("\n".join(classes) + "\n")
     for split, names in listing.items():

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mlperf_train.progress import track
+
 
 def class_styles(num_classes: int, rng: np.random.Generator) -> list[dict]:
     styles = []
@@ -59,7 +61,7 @@ def write_raw_imagenet(root: Path, num_classes: int, train_per_class: int, val_p
         height, width = (short, long) if rng.random() < 0.5 else (long, short)
         return Image.fromarray(draw(styles[c], height, width, rng))
 
-    for c, wnid in enumerate(wnids):
+    for c, wnid in track(enumerate(wnids), total=len(wnids), desc="train classes", unit="class"):
         (root / "train" / wnid).mkdir(parents=True, exist_ok=True)
         for i in range(train_per_class):
             image, path = sample(c), root / "train" / wnid / f"{wnid}_{i}.JPEG"
