@@ -29,7 +29,7 @@ def _best_seconds(fn, repeats: int) -> float:
 
 
 @torch.no_grad()
-def gemm_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
+def gemm_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     return 2 * size ** 3 / _best_seconds(lambda: torch.mm(a, b), repeats)
 
