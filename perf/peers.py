@@ -142,7 +142,7 @@ def ssd_peer(images: list, targets: list, make_optimizer: MakeOptimizer, num_cla
     five extra blocks of MLPerf's SSD, giving 38/19/10/5/3/1 feature maps with 4/6/6/6/4/4
     anchors per cell (8,732 boxes)."""
     import torchvision
-    from torchvision.models.detection import SSD
+    from torchvision.models.detection.ssd import SSD
     from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 
     class Trunk(nn.Module):

@@ -69,12 +69,13 @@ class Case:
 
 # --- building "ours" from the contract ----------------------------------------------------------
 def reference(name: str, preset_file: str = "small.yaml", settings: dict | None = None,
-              hparams: dict | None = None, reference_settings: bool = False, data: str = "none"):
+              hparams: dict | None = None, reference_settings: bool = False, data: str = "none",
+              data_root: Path | None = None):
     """``(bench, state)``: the preset ``hparams/<name>/<preset_file>`` with ``settings`` and
     ``hparams`` overrides (on the Settings defaults, the reference's, when
     ``reference_settings``), through ``init``. ``data``: "none" (an empty artifacts folder),
     "artifacts" (the small preset's generated folder, for its artifacts) or "open" (also
-    ``open_data`` on it)."""
+    ``open_data`` on it); ``data_root`` replaces the generated folder (a prepared dataset)."""
     bench = contract.get(name)
     preset = load_preset(HPARAMS_DIR / name / preset_file, None, "open", bench.Settings)
     base = bench.Settings() if reference_settings else preset.settings
@@ -82,7 +83,9 @@ def reference(name: str, preset_file: str = "small.yaml", settings: dict | None 
                                  hparams=types.MappingProxyType({**preset.hparams, **(hparams or {})}))
     env = RunEnv.from_environment()
     env.seed_everything(0)
-    if data == "none":
+    if data_root is not None:
+        root = Path(data_root)
+    elif data == "none":
         root = Path(tempfile.mkdtemp(prefix="sidebyside-"))
     else:
         small = load_preset(HPARAMS_DIR / name / "small.yaml", None, "open", bench.Settings)
@@ -166,20 +169,74 @@ def transformer_case(args) -> Case:
 
 
 def ncf_case(args) -> Case:
-    """The small preset's model and batch (the model's size is its generated data's)."""
-    bench, state = reference("ncf", data="open")
+    """The small preset's model and batch (the model's size is its generated data's), or
+    ``--preset reference.yaml --data DIR`` on a prepared dataset (``perf/ncf_prepare_scale.py``
+    writes one of ML-20M's size)."""
+    bench, state = reference("ncf", preset_file=args.preset, data="open", data_root=args.data)
     batch = bench.example_batch(state, "train")
     model, s = state.model, state.settings
     b = batch.data
     peer_step = peers.ncf_peer(b.users, b.items, b.labels, same_optimizer(state.optimizers[0]),
                                model.mf_user.num_embeddings, model.mf_item.num_embeddings, s.mf_dim, s.layers)
-    return Case(f"ncf small preset ({model.mf_user.num_embeddings} users, {model.mf_item.num_embeddings} items, "
+    return Case(f"ncf {Path(args.preset).stem} preset ({model.mf_user.num_embeddings} users, {model.mf_item.num_embeddings} items, "
                 f"mf {s.mf_dim}, layers {list(s.layers)}), batch {batch.num_samples}; peer plain NeuMF, "
                 f"same optimizer ({type(state.optimizers[0]).__name__}, fused={state.optimizers[0].defaults.get('fused')})",
                 train_side(bench, state, batch), Side("plain NeuMF", peer_step), batch.num_samples, "samples", "gemm")
 
 
+# --- the references being written (hooked up from their example batches; run once merged) -----
+def gnmt_case(args) -> Case:
+    """The small preset's sizes, peer: nn.LSTM layers of the same shape (perf/peers.py)."""
+    bench, state = reference("gnmt")
+    batch = bench.example_batch(state, "train")
+    s = state.settings
+    src, _, decoder_in, decoder_out = batch.data
+    tgt = torch.cat([decoder_in, decoder_out[:, -1:]], dim=1)  # BOS ... EOS: the peer shifts it itself
+    peer_step = peers.gnmt_peer(src, tgt, same_optimizer(state.optimizer, lr=1e-4), s.vocab_size, s.hidden_size,
+                                s.num_layers, s.dropout, s.label_smoothing)
+    return Case(f"gnmt small preset (hidden {s.hidden_size}, {s.num_layers} layers, vocab {s.vocab_size}), "
+                f"{src.shape[0]} × {src.shape[1]} tokens; peer nn.LSTM encoder-decoder",
+                train_side(bench, state, batch), Side("nn.LSTM GNMT", peer_step), batch.num_samples, "sentences",
+                "gemm")
+
+
+def minigo_case(args) -> Case:
+    """The small preset's network and batch; peer: the same tower in plain modules."""
+    bench, state = reference("minigo", data="artifacts")
+    batch = bench.example_batch(state, "train")
+    s, b = state.settings, batch.data
+    board = b["planes"].shape[-1]
+    peer_step = peers.minigo_peer(b["planes"], b["pi"], b["z"], same_optimizer(state.optimizer), board,
+                                  s.filters, s.blocks)
+    return Case(f"minigo small preset ({board}×{board}, {s.filters} filters, {s.blocks} blocks), batch "
+                f"{batch.num_samples}; peer plain residual tower", train_side(bench, state, batch),
+                Side("plain Go net", peer_step), batch.num_samples, "positions", "conv")
+
+
+def maskrcnn_case(args) -> Case:
+    """The small preset's batch and image size; peer: torchvision's maskrcnn_resnet50_fpn
+    at those sizes (box-shaped masks from the example's rectangular polygons)."""
+    bench, state = reference("maskrcnn", data="artifacts")
+    batch = bench.example_batch(state, "train")
+    padded, sizes, targets = batch.data
+    images, peer_targets = [], []
+    for image, (h, w), target in zip(padded, sizes, targets):
+        images.append(image[:, :h, :w])
+        masks = torch.zeros(len(target["boxes"]), h, w, dtype=torch.uint8)
+        for mask, (x1, y1, x2, y2) in zip(masks, target["boxes"].round().long().tolist()):
+            mask[y1:y2, x1:x2] = 1
+        peer_targets.append({"boxes": target["boxes"], "labels": target["labels"], "masks": masks})
+    peer_step = peers.maskrcnn_peer(images, peer_targets, same_optimizer(state.optimizer),
+                                    state.settings.num_classes, state.min_size, state.max_size)
+    return Case(f"maskrcnn small preset, batch {batch.num_samples} of {sizes[0]}; peer torchvision "
+                f"maskrcnn_resnet50_fpn", train_side(bench, state, batch), Side("torchvision maskrcnn", peer_step),
+                batch.num_samples, "images", "conv")
+
+
 CASES: dict[str, Callable[[Any], Case]] = {
+    "gnmt": gnmt_case,
+    "maskrcnn": maskrcnn_case,
+    "minigo": minigo_case,
     "resnet": resnet_case,
     "resnet-layout": resnet_layout_case,
     "transformer": transformer_case,
@@ -250,6 +307,8 @@ def main() -> None:
                         help="resnet: force a layout (default: what init picks for the device)")
     parser.add_argument("--size", choices=["full", "small"], default="full", help="resnet: model and batch size")
     parser.add_argument("--batch", type=int, default=None, help="resnet: batch size (default 32 full, preset small)")
+    parser.add_argument("--preset", default="small.yaml", help="ncf: the hparams file under hparams/<bench>/")
+    parser.add_argument("--data", type=Path, default=None, help="ncf: a prepared dataset (default: the small one)")
     args = parser.parse_args()
     case = CASES[args.case](args)
     r = measure(case, args.pairs, args.min_seconds)
