@@ -58,3 +58,54 @@ def test_resnet_channels_last_keeps_loss_and_gradients():
     model.to(memory_format=torch.channels_last)
     channels_last = _loss_and_grads(model, model, images.to(memory_format=torch.channels_last), labels)
     _assert_same(nchw, channels_last)
+
+
+def test_ncf_train_step_is_the_plain_mean_bce_step():
+    """NCF's step sums the BCE and scales it by world size / global batch (so DDP's mean is
+    the one-process loss): the same gradients as a plain mean BCE on one process."""
+    from mlperf_train.distributed import RunEnv
+    from references.ncf.benchmark import BENCHMARK, NcfBatch, NcfSettings, NcfState
+    from references.ncf.model import NeuMF
+
+    torch.manual_seed(0)
+    model = NeuMF(30, 40, 8, (16, 8, 4))
+    state = NcfState(settings=NcfSettings(), hparams={}, env=RunEnv(), generator=torch.Generator(), model=model,
+                     optimizers=[torch.optim.SGD(model.parameters(), lr=0.0)])
+    users, items = torch.randint(0, 30, (64,)), torch.randint(0, 40, (64,))
+    labels = (torch.rand(64) < 0.2).float()
+    loss_sum = BENCHMARK.train_step(state, NcfBatch(users, items, labels, 64))
+    ours = [p.grad.clone() for p in model.parameters()]
+    plain = F.binary_cross_entropy_with_logits(model(users, items), labels)
+    torch.testing.assert_close(loss_sum / 64, plain.detach())
+    for got, want in zip(ours, torch.autograd.grad(plain, list(model.parameters())), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_transformer_train_step_is_the_plain_soft_target_cross_entropy_step():
+    """The Transformer's step: label-smoothed cross-entropy (1 - e on the gold token, e / (V - 1)
+    on the others) per non-pad target token, written out with torch's soft-target
+    cross-entropy, gives the same gradients (dropout off)."""
+    import types
+
+    from mlperf_train.distributed import RunEnv
+    from references.transformer.benchmark import BENCHMARK, TransformerSettings, TransformerState
+    from references.transformer.model import Transformer
+
+    torch.manual_seed(0)
+    vocab, smoothing = 50, 0.1
+    settings = TransformerSettings(d_model=16, num_heads=4, ffn_inner=32, num_layers=2, vocab_size=vocab,
+                                   dropout=0.0, attention_dropout=0.0, relu_dropout=0.0, label_smoothing=smoothing)
+    model = Transformer(vocab, 16, 4, 32, 2, 0.0, 0.0, 0.0)
+    hp = {"opt_base_learning_rate": 0.0, "opt_learning_rate_warmup_steps": 1}
+    state = TransformerState(preset=types.SimpleNamespace(), env=RunEnv(), settings=settings, hp=hp, model=model,
+                             raw_model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0))
+    src, tgt = torch.randint(2, vocab, (4, 9)), torch.randint(2, vocab, (4, 7))
+    src[0, 6:] = 0
+    tgt[1, 5:] = 0  # padding: not counted
+    BENCHMARK.train_step(state, (src, tgt))
+    ours = [p.grad.clone() for p in model.parameters()]
+    logits, mask = model(src, tgt)[tgt != 0], tgt[tgt != 0]
+    soft = torch.full_like(logits, smoothing / (vocab - 1)).scatter_(1, mask[:, None], 1 - smoothing)
+    plain = F.cross_entropy(logits, soft)
+    for got, want in zip(ours, torch.autograd.grad(plain, list(model.parameters())), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
