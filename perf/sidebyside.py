@@ -3,6 +3,11 @@
     /work/bin/heavy python perf/sidebyside.py resnet [--layout nchw|channels_last] [--size full|small]
     /work/bin/heavy python perf/sidebyside.py resnet-layout [--size full|small]   # ours CL vs ours NCHW
     /work/bin/heavy python perf/sidebyside.py transformer | ncf  [--pairs 7] [--min-seconds 2]
+    /work/bin/heavy python perf/sidebyside.py ncf --preset reference.yaml --data DIR   # full-size NCF
+    /work/bin/heavy python perf/sidebyside.py gnmt | minigo | maskrcnn   # once those references are merged
+
+SSD's peer (``peers.ssd_peer``: torchvision's SSD head on a ResNet-34 trunk) waits for its
+reference's example batch to be hooked up as the other cases are.
 
 "Ours" is the reference's own code through the contract (``mlperf_train/benchmark.py``):
 ``init`` (and ``open_data`` on the small preset's generated data where the model's size is
