@@ -46,11 +46,14 @@ class Bottleneck(nn.Module):
             self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, stride), batch_norm(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # In place, as torchvision's block: batch norm's backward needs its input, not its
+        # output, and each fresh activation-sized buffer cost page faults (README "Speed").
         identity = x if self.shortcut is None else self.shortcut(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         out = self.bn3(self.conv3(out))
-        return F.relu(out + identity)
+        out += identity
+        return F.relu(out, inplace=True)
 
 
 def tf_same_max_pool(x: torch.Tensor, kernel_size: int = 3, stride: int = 2) -> torch.Tensor:
@@ -60,6 +63,13 @@ def tf_same_max_pool(x: torch.Tensor, kernel_size: int = 3, stride: int = 2) -> 
     for size in (x.shape[-1], x.shape[-2]):  # F.pad takes the last dimension first
         total = max((math.ceil(size / stride) - 1) * stride + kernel_size - size, 0)
         pads += [total // 2, total - total // 2]
+    if pads[0] == pads[2] == 0:
+        # Nothing before: the windows start where TF's do, and ceil_mode keeps the last one,
+        # which runs off the end, as the padded one (same maxima and argmax) without a
+        # padded copy of the input; used when it gives TF's ceil(size / stride) outputs.
+        pooled = F.max_pool2d(x, kernel_size, stride, ceil_mode=True)
+        if pooled.shape[-2:] == (math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride)):
+            return pooled
     return F.max_pool2d(F.pad(x, pads, value=float("-inf")), kernel_size, stride)
 
 
@@ -99,7 +109,7 @@ class ResNet(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
         x = tf_same_max_pool(x) if self.tf_same_pool else F.max_pool2d(x, 3, 2, padding=1)
         x = self.layers(x)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
