@@ -76,6 +76,7 @@ class GNMTState:
     test_refs: list | None = None
     my_test: list | None = None                 # this rank's test sentences, longest first
     my_dev: np.ndarray | None = None            # this rank's dev pairs
+    threads_before: int = 0                     # intra-op threads to restore at close (0: unchanged)
 
 
 def learning_rate(step: int, base: float, warmup_steps: int = 0, remain_steps: int | None = None,
@@ -122,7 +123,9 @@ class GNMTBenchmark(Benchmark):
 
     def init(self, preset, env, artifacts):
         s, hp = preset.settings, preset.hparams
+        threads_before = 0
         if s.cpu_threads and env.device.type == "cpu":
+            threads_before = torch.get_num_threads()
             torch.set_num_threads(s.cpu_threads)
         model = GNMT(s.vocab_size, s.hidden_size, s.num_layers, s.dropout, s.revision, s.init_weight).to(env.device)
         # torch.optim.Adam's update equals the PyTorch < 1.3 one the rules name for these
@@ -130,7 +133,11 @@ class GNMTBenchmark(Benchmark):
         optimizer = torch.optim.Adam(model.parameters(), lr=hp["opt_base_learning_rate"], betas=(0.9, 0.999),
                                      eps=1e-8, weight_decay=0.0)
         return GNMTState(preset=preset, env=env, settings=s, hp=hp, model=env.wrap_model(model),
-                         raw_model=model, optimizer=optimizer)
+                         raw_model=model, optimizer=optimizer, threads_before=threads_before)
+
+    def close(self, state):
+        if state.threads_before:
+            torch.set_num_threads(state.threads_before)
 
     def logged_hparams(self, preset, env):
         s = preset.settings
