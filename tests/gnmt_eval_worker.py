@@ -13,11 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlperf_train.benchmark import Artifacts, Dataset  # noqa: E402
 from mlperf_train.distributed import RunEnv  # noqa: E402
 from mlperf_train.hparams import HPARAMS_DIR, load_preset  # noqa: E402
-from references.gnmt.benchmark import BENCHMARK  # noqa: E402
+from references.gnmt.benchmark import BENCHMARK, GNMTSettings  # noqa: E402
 
 
 def evaluate(data_dir: str, weights: str, env: RunEnv) -> dict:
-    preset = load_preset(HPARAMS_DIR / "gnmt" / "tiny.yaml")
+    preset = load_preset(HPARAMS_DIR / "gnmt" / "tiny.yaml", None, "closed", GNMTSettings)
     env.seed_everything(7)
     state = BENCHMARK.init(preset, env, Artifacts(Path(data_dir) / "artifacts"))
     state.raw_model.load_state_dict(torch.load(weights))

@@ -107,11 +107,12 @@ def test_evaluation_on_two_ranks_equals_one(tmp_path):
     from gnmt_eval_worker import evaluate
     from mlperf_train.distributed import RunEnv
     from mlperf_train.hparams import load_preset
-    settings = load_preset(HPARAMS_DIR / "gnmt" / "tiny.yaml").settings
+    preset = load_preset(HPARAMS_DIR / "gnmt" / "tiny.yaml", None, "closed", GNMTSettings)
+    settings = preset.settings
     BENCHMARK.generate_small(tmp_path / "data", settings, seed=0)
     env = RunEnv()
     env.seed_everything(0)
-    state = BENCHMARK.init(load_preset(HPARAMS_DIR / "gnmt" / "tiny.yaml"), env, None)
+    state = BENCHMARK.init(preset, env, None)
     dataset = Dataset(tmp_path / "data")
     dataset._open_for_run()
     BENCHMARK.open_data(state, dataset)
