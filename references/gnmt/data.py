@@ -6,6 +6,7 @@ length buckets and the per-epoch shuffle.
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,6 @@ def epoch_batches_v05(total_lengths: np.ndarray, global_batch: int, seed: int, s
 def epoch_seeds(master_seed: int, count: int) -> list[int]:
     """One shuffle seed per epoch from the run's seed (the reference draws them from a
     ``random.Random`` seeded with the master seed)."""
-    import random
     generator = random.Random(master_seed)
     return [generator.randint(0, 2**32 - 1) for _ in range(count)]
 
