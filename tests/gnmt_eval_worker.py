@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlperf_train.benchmark import Artifacts, Dataset  # noqa: E402
 from mlperf_train.distributed import RunEnv  # noqa: E402
 from mlperf_train.hparams import HPARAMS_DIR, load_preset  # noqa: E402
+from references.gnmt import metric  # noqa: E402
 from references.gnmt.benchmark import BENCHMARK, GNMTSettings  # noqa: E402
 
 
@@ -24,8 +25,15 @@ def evaluate(data_dir: str, weights: str, env: RunEnv) -> dict:
     dataset = Dataset(Path(data_dir))
     dataset._open_for_run()
     BENCHMARK.open_data(state, dataset)
-    result = BENCHMARK.evaluate(state, 1)
-    return {"bleu": result.quality["bleu_uncased"], **result.extras, "my_test": len(state.my_test)}
+    summed = []  # the BLEU statistics after the reduction over ranks
+    score = metric.bleu_points
+    metric.bleu_points = lambda stats: summed.append(stats.tolist()) or score(stats)
+    try:
+        result = BENCHMARK.evaluate(state, 1)
+    finally:
+        metric.bleu_points = score
+    return {"bleu": result.quality["bleu_uncased"], **result.extras, "my_test": len(state.my_test),
+            "stats": summed[0]}
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ class Vocabulary:
         return [BOS_ID] + [get(token, UNK_ID) for token in line.split()] + [EOS_ID]
 
     def pieces(self, ids) -> list[str]:
-        """BPE pieces of ``ids`` without the special tokens."""
-        return [self.tokens[i] for i in ids if i > EOS_ID]
+        """BPE pieces of ``ids`` without the special tokens. Ids past the vocabulary (the
+        model's embedding may have more rows) read as the reference's padding words
+        ``madeupwordNNNN``."""
+        size = len(self.tokens)
+        return [self.tokens[i] if i < size else f"madeupword{i - size:04d}" for i in ids if i > EOS_ID]
 
 
 def encode_file(path: Path, vocab: Vocabulary) -> TokenArrays:
