@@ -39,6 +39,15 @@ class TokenArrays:
     def get(self, index: int) -> np.ndarray:
         return self.tokens[self.offsets[index]:self.offsets[index + 1]]
 
+    def take(self, indices: np.ndarray) -> "TokenArrays":
+        """The sequences ``indices``, in that order, as new flat arrays."""
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[indices]
+        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        gather = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return TokenArrays(self.tokens[gather], offsets)
+
 
 def pad_batch(arrays: TokenArrays, indices, max_length: int | None = None, eos_id: int = 1,
               pad_id: int = 0) -> torch.Tensor:
