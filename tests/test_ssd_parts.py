@@ -158,3 +158,23 @@ def test_backbone_artifact_in_torchvision_format(tmp_path):
     assert torch.equal(target.layer3[0].conv1.weight, source.layer3[0].conv1.weight)
     with pytest.raises(ValueError, match="not a torchvision resnet34 state dict at this width"):
         load_resnet34_state(resnet34_at_width(16), path)
+
+
+def test_post_processing_of_a_perfect_prediction_scores_ap_1():
+    from references.coco.evaluation import coco_eval
+    from references.ssd.metric import detect, to_coco
+    gt = {"images": [{"id": 4, "width": 200, "height": 100, "file_name": "4.jpg"}],
+          "categories": [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}],
+          "annotations": [{"id": 1, "image_id": 4, "category_id": 7, "bbox": [20, 10, 80, 50], "area": 4000,
+                           "iscrowd": 0}]}
+    d = box_ops.default_boxes()
+    offsets, labels = box_ops.encode(torch.tensor([[0.1, 0.1, 0.5, 0.6]]), torch.tensor([2]), d)
+    scores = torch.zeros(1, 3, 8732)
+    scores[0, 0] = 10.0                       # background everywhere ...
+    scores[0, 0, labels > 0] = 0.0
+    scores[0, 2, labels > 0] = 10.0           # ... but at the matched default boxes
+    found = detect(offsets.T[None], scores, d)
+    assert len(found[0][0]) == 1              # NMS leaves one of the identical boxes
+    results = to_coco(found, [4], [100], [200], [0, 3, 7])
+    assert results[0]["category_id"] == 7 and results[0]["bbox"] == pytest.approx([20, 10, 80, 50], abs=1e-3)
+    assert coco_eval(gt, results, "bbox")["AP"] == pytest.approx(1.0)

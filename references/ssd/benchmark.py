@@ -205,7 +205,7 @@ class SsdBenchmark(Benchmark):
         if total != len(state.val_index.image_ids):
             raise RuntimeError(f"evaluated {total} of {len(state.val_index.image_ids)} validation images")
         detections = gather_detections(local, env)
-        stats = coco_eval(state.val_index.coco, detections, "bbox") if detections else {"AP": 0.0}
+        stats = coco_eval(state.val_index.coco, detections, "bbox")
         return EvalResult({"mAP": float(stats["AP"])})
 
     def close(self, state):
@@ -216,9 +216,7 @@ class SsdBenchmark(Benchmark):
 
     def world_size_problems(self, preset, world_size):
         span, batch = preset.hparams.get("model_bn_span"), int(preset.hparams["global_batch_size"])
-        problems = []
-        if batch % world_size:
-            problems.append(("hparams.global_batch_size", batch, f"must divide among {world_size} processes"))
+        problems = []   # (the series checks that the batch divides among the processes)
         if span is not None and span != batch // world_size:
             problems.append(("hparams.model_bn_span", span, f"batch norm here spans one rank's batch: "
                              f"global_batch_size / {world_size} processes = {batch // world_size}"))

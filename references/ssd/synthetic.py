@@ -54,7 +54,7 @@ class _Trunk(nn.Module):
 def generate_small(data_dir: Path, settings, seed: int) -> None:
     """Generated COCO under ``data_dir`` and ``artifacts/<settings.backbone_file>``."""
     write_coco(data_dir, num_train=settings.synth_train, num_val=settings.synth_val,
-               image_size=(settings.synth_min_size, settings.synth_max_size),
+               image_size=((settings.synth_min_size, settings.synth_max_size),) * 2,
                num_classes=settings.synth_classes, seed=seed)
     torch.manual_seed(seed)
     net = resnet34_at_width(settings.width)
