@@ -22,16 +22,12 @@ from mlperf_train.mllog import ResultLog
 from mlperf_train.rules import benchmark_rules
 from references.ssd.benchmark import BENCHMARK, SsdSettings
 
-TINY_SETTINGS = {"width": 4, "num_classes": 5, "backbone_file": "resnet34-width4.pth", "num_workers": 0,
-                 "eval_batch_size": 8, "synth_classes": 4, "synth_train": 16, "synth_val": 12,
-                 "synth_min_size": 96, "synth_max_size": 160, "pretrain_steps": 2}
+TINY = yaml.safe_load((ROOT / "hparams/ssd/tiny.yaml").read_text())
+TINY_SETTINGS = TINY["settings"]
 
 
 def tiny_preset_file(tmp_path, **changes):
-    doc = yaml.safe_load((ROOT / "hparams/ssd/small.yaml").read_text())
-    doc.update(max_epochs=1, eval={"at_epochs": [1]}, settings=TINY_SETTINGS)
-    doc["hparams"]["global_batch_size"] = 8
-    doc.update(changes)
+    doc = {**TINY, **changes}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
