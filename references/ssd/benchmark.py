@@ -103,10 +103,13 @@ class SsdBenchmark(Benchmark):
         except ValueError as error:
             raise UsageError(str(error)) from None
         model = SSD300(s.num_classes, s.width, net).to(env.device)   # heads: Xavier, seeded by the engine
+        # BN running statistics stay per rank (REF's apex DDP does not broadcast buffers);
+        # evaluate() averages them, as the v0.7 reference
         recipe = recipe_from_hparams(hp)
         return SsdState(env=env, settings=s, recipe=recipe, global_batch_size=int(hp["global_batch_size"]),
                         max_samples=int(hp["max_samples"]), dboxes=box_ops.default_boxes(s.image_size),
-                        model=model, ddp_model=env.wrap_model(model), optimizer=recipe.build_optimizer(model))
+                        model=model, ddp_model=env.wrap_model(model, broadcast_buffers=False),
+                        optimizer=recipe.build_optimizer(model))
 
     def open_data(self, state, dataset):
         s, env = state.settings, state.env
