@@ -215,7 +215,10 @@ class SsdBenchmark(Benchmark):
         for loader in (state.train_loader, state.eval_loader):
             iterator = getattr(loader, "_iterator", None)  # persistent workers live here
             if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-                iterator._shutdown_workers()
+                try:
+                    iterator._shutdown_workers()
+                except RuntimeError:  # a worker already ended by the same signal: nothing left to end
+                    pass
 
     def world_size_problems(self, preset, world_size):
         span, batch = preset.hparams.get("model_bn_span"), int(preset.hparams["global_batch_size"])
