@@ -81,7 +81,8 @@ def test_two_processes_gather_the_same_map_as_one(tmp_path, tiny_data):
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     found = json.loads(out.read_text())
-    assert found["two"] == found["one"] and found["samples"] >= 14
+    # equal up to float rounding of batches composed differently (6+5 images vs 8+3)
+    assert found["two"] == pytest.approx(found["one"], abs=1e-6) and found["samples"] >= 14
 
 
 def test_cli_under_torchrun_runs_one_block_and_one_evaluation(tmp_path, tiny_data):
