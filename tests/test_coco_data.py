@@ -43,6 +43,8 @@ def test_the_writer_produces_the_real_layout_readable_by_pycocotools(root):
         assert all(isinstance(a["segmentation"], list) for a in anns if not a["iscrowd"])
         assert len(set(gt.getImgIds()) - {a["image_id"] for a in anns}) >= 1  # images without annotations
     assert sorted(gt.getCatIds()) == [1, 5, 7, 11]  # non-contiguous ids
+    train, val = (set(COCO(str(layout.annotation_path(root, s))).getImgIds()) for s in ("train", "val"))
+    assert not train & val  # image ids are unique across splits, as in the real set
 
 
 def test_objects_never_share_pixels_so_polygons_are_the_visible_outlines(root):
@@ -77,6 +79,8 @@ def test_filters_and_category_mapping(root):
     kept = CocoIndex(root, "train", skip_empty=True, skip_crowd=False)
     assert everything.image_ids == sorted(i["id"] for i in data["images"])
     assert kept.image_ids == sorted(with_objects) and len(kept) < len(everything)
+    empty = everything.record(everything.image_ids.index(min(set(everything.image_ids) - with_objects)))
+    assert empty.boxes.shape == (0, 4) and empty.labels.shape == (0,) and empty.polygons == []
     assert kept.label_of == {1: 1, 5: 2, 7: 3, 11: 4} and kept.category_of == [0, 1, 5, 7, 11]
     assert kept.num_classes == 4
     by_image = {}
@@ -145,3 +149,15 @@ def test_pretraining_learns_the_shapes(root):
     assert set(state) == set(backbone.state_dict())
     first, last = history[0], history[-1]
     assert last[1] < 0.6 * first[1], history
+
+
+def test_cmyk_jpeg_and_png_under_a_jpg_name_are_read_as_pil_reads_them(tmp_path):
+    from PIL import Image
+
+    pixels = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    Image.fromarray(pixels).save(tmp_path / "png.jpg", format="PNG")
+    for name in ("cmyk.jpg", "png.jpg"):
+        with Image.open(tmp_path / name) as image:
+            expected = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(load_image(tmp_path / name), expected)

@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from references.coco import layout, synthetic
-from references.coco.evaluation import STAT_NAMES, coco_eval, encode_masks, gather_detections
+from references.coco.evaluation import STAT_NAMES, coco_eval, detections_for_image, encode_masks, gather_detections
 
 WORKER = Path(__file__).resolve().parent / "coco_gather_worker.py"
 
@@ -44,8 +44,10 @@ def hand_made_gt():
                        {"id": 2, "height": 100, "width": 100, "file_name": "2.jpg"}],
             "categories": [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}],
             "annotations": [
-                {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0},
-                {"id": 2, "image_id": 2, "category_id": 3, "bbox": [50, 50, 40, 40], "area": 1600, "iscrowd": 0},
+                {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0,
+                 "segmentation": [[10, 10, 50, 10, 50, 50, 10, 50]]},
+                {"id": 2, "image_id": 2, "category_id": 3, "bbox": [50, 50, 40, 40], "area": 1600, "iscrowd": 0,
+                 "segmentation": [[50, 50, 90, 50, 90, 90, 50, 90]]},
                 # a crowd region: a detection inside it is neither true nor false positive
                 {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 30, 30], "area": 900, "iscrowd": 1,
                  "segmentation": {"counts": [0, 30, 70] * 30 + [7000], "size": [100, 100]}}]}
@@ -65,6 +67,12 @@ def test_a_hand_made_case_has_its_known_average_precision():
                {"image_id": 2, "category_id": 3, "bbox": [50, 50, 40, 40], "score": 0.8}]
     assert coco_eval(gt, perfect, "bbox")["AP"] == 1.0
     assert coco_eval(gt, [], "bbox")["AP"] == 0.0
+    with pytest.raises(ValueError, match=r"1 image ids not in the ground truth \(e.g. \[99\]\)"):
+        coco_eval(gt, [{**detections[0], "image_id": 99}], "bbox")
+    with pytest.raises(ValueError, match="needs the keys image_id, category_id, score, bbox"):
+        coco_eval(gt, [{"image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5]}], "bbox")
+    with pytest.raises(ValueError, match="needs the keys image_id, category_id, score, segmentation"):
+        coco_eval(gt, detections, "segm")
 
 
 def test_all_twelve_stats_equal_pycocotools_bbox_with_crowd_regions(root):
@@ -128,3 +136,41 @@ def test_encode_masks_round_trips_through_pycocotools():
     json.dumps(rles)  # serialisable as it is
     with pytest.raises(ValueError, match=r"expected \[N, H, W\]"):
         encode_masks(masks[0])
+
+
+def test_detections_for_image_maps_boxes_labels_and_masks_to_coco_results():
+    gt = hand_made_gt()
+    category_of = [0, 3, 8]
+    masks = torch.zeros(2, 100, 100, dtype=torch.bool)
+    masks[0, 10:50, 10:50] = True
+    masks[1, 0:5, 0:5] = True
+    results = detections_for_image(1, torch.tensor([[10.0, 10.0, 50.0, 50.0], [0.0, 0.0, 5.0, 5.0]]),
+                                   torch.tensor([0.9, 0.3]), torch.tensor([1, 2]), category_of, masks=masks)
+    assert [(r["image_id"], r["category_id"], r["bbox"], r["score"]) for r in results] == [
+        (1, 3, [10.0, 10.0, 40.0, 40.0], pytest.approx(0.9)), (1, 8, [0.0, 0.0, 5.0, 5.0], pytest.approx(0.3))]
+    assert mask_utils.area([r["segmentation"] for r in results]).tolist() == [1600, 25]
+    assert coco_eval(gt, results, "bbox")["AP50"] == pytest.approx(51 / 101)
+    assert coco_eval(gt, results, "segm")["AP"] == pytest.approx(51 / 101)
+    assert coco_eval(gt, results, "segm") == pycocotools_segm(gt, results)
+
+
+def pycocotools_segm(gt, results):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gt.json"
+        path.write_text(json.dumps(gt))
+        return pycocotools_stats(path, results, "segm")
+
+
+def test_an_image_on_two_ranks_keeps_the_lowest_ranks_detections():
+    class TwoRanks:  # what RunEnv.all_gather_object returns on 2 ranks
+        def all_gather_object(self, value):
+            return [rank0, value]
+
+    def det(image_id, score):
+        return {"image_id": image_id, "category_id": 3, "bbox": [0, 0, 1, 1], "score": score}
+
+    rank0 = [det(5, 0.9), det(1, 0.8), det(5, 0.7)]
+    rank1 = [det(5, 0.1), det(2, 0.6)]  # image 5 again (a padded sampler's repeat)
+    assert gather_detections(rank1, TwoRanks()) == [det(1, 0.8), det(2, 0.6), det(5, 0.9), det(5, 0.7)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,20 @@ def load_ground_truth(source):
 def _canonical_order(detections: list[dict]) -> list[dict]:
     # COCOeval ranks equal scores in input order (a stable sort), so the order must not
     # depend on how images were split over ranks: by image id, keeping each image's order.
-    return sorted(detections, key=lambda d: int(d["image_id"]))
+    return sorted(detections, key=itemgetter("image_id"))
+
+
+def _check(gt, detections: list[dict], iou_type: str) -> None:
+    """pycocotools refuses results for images outside the ground truth (a wrong split) and
+    fails on a missing field; hotcoco would only warn, so refuse them here."""
+    needed = ("image_id", "category_id", "score", "segmentation" if iou_type == "segm" else "bbox")
+    needed_set = set(needed)
+    for d in (d for d in detections if not needed_set <= d.keys()):
+        raise ValueError(f"{iou_type} detection {d!r}: needs the keys {', '.join(needed)}")
+    unknown = {d["image_id"] for d in detections} - set(gt.get_img_ids())
+    if unknown:
+        raise ValueError(f"detections for {len(unknown)} image ids not in the ground truth "
+                         f"(e.g. {sorted(unknown)[:3]}): results of another split?")
 
 
 def coco_eval(coco_gt, detections: list[dict], iou_type: str = "bbox") -> dict[str, float]:
@@ -62,8 +76,7 @@ def coco_eval(coco_gt, detections: list[dict], iou_type: str = "bbox") -> dict[s
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type {iou_type!r}: expected one of {', '.join(IOU_TYPES)}")
     gt = load_ground_truth(coco_gt)
-    if iou_type == "segm" and any("segmentation" not in d for d in detections):
-        raise ValueError("segm evaluation: every detection needs a 'segmentation' (RLE)")
+    _check(gt, detections, iou_type)
     results = gt.load_res(_canonical_order(detections))
     evaluator = hotcoco.COCOeval(gt, results, iou_type)
     evaluator.evaluate()
@@ -73,6 +86,29 @@ def coco_eval(coco_gt, detections: list[dict], iou_type: str = "bbox") -> dict[s
     stats = [float(v) for v in evaluator.stats]
     assert len(stats) == len(STAT_NAMES), stats
     return dict(zip(STAT_NAMES, stats))
+
+
+def detections_for_image(image_id: int, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                         category_of, masks=None) -> list[dict]:
+    """One image's predictions in COCO result format (the input of ``coco_eval``).
+
+    ``boxes``: [N, 4] ``x1, y1, x2, y2`` in the original image's pixels (``w = x2 - x1``; a
+    reference with the "+1" convention adds 1 itself). ``scores``: [N]. ``labels``: int [N]
+    contiguous labels 1..C, mapped back to COCO ids through ``category_of``
+    (``CocoIndex.category_of``). ``masks``: None, or [N, H, W] binary masks already pasted
+    into the image (uint8/bool), encoded with ``encode_masks`` for segm.
+    """
+    boxes = boxes.detach().cpu().to(torch.float64)
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+    categories = [int(category_of[label]) for label in labels.detach().cpu().tolist()]
+    out = [{"image_id": int(image_id), "category_id": category, "bbox": box, "score": float(score)}
+           for category, box, score in zip(categories, xywh, scores.detach().cpu().tolist())]
+    if masks is not None:
+        if len(masks) != len(out):
+            raise ValueError(f"detections_for_image: {len(masks)} masks for {len(out)} boxes")
+        for detection, rle in zip(out, encode_masks(masks)):
+            detection["segmentation"] = rle
+    return out
 
 
 def gather_detections(local: list[dict], env=None) -> list[dict]:
@@ -95,9 +131,9 @@ def gather_detections(local: list[dict], env=None) -> list[dict]:
         parts = [local]
     owner: dict[int, int] = {}
     for rank, part in enumerate(parts):
-        for d in part:
-            owner.setdefault(int(d["image_id"]), rank)
-    merged = [d for rank, part in enumerate(parts) for d in part if owner[int(d["image_id"])] == rank]
+        for image_id in set(map(itemgetter("image_id"), part)):
+            owner.setdefault(image_id, rank)
+    merged = [d for rank, part in enumerate(parts) for d in part if owner[d["image_id"]] == rank]
     return _canonical_order(merged)
 
 

@@ -26,15 +26,15 @@ def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255 - mean) / std
 
 
-def object_crops(root, *, crop_size: int, max_crops: int, seed: int,
-                 background_share: float = 0.2) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Crops of the train split's objects, resized to ``crop_size``² with some context.
+def object_crops(root, *, crop_size: int, max_crops: int, seed: int, background_share: float = 0.2,
+                 split: str = "train") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Crops of the objects of ``split`` (train by default), resized to ``crop_size``² with some context.
 
     Returns (uint8 [M, 3, S, S] crops, int64 [M] labels, C + 1 classes): label 0 for random
     background patches (``background_share`` of the crops), 1..C for objects (contiguous
     labels of ``CocoIndex``). Crowd regions are left out.
     """
-    index = CocoIndex(root, "train", skip_empty=False, skip_crowd=True)
+    index = CocoIndex(root, split, skip_empty=False, skip_crowd=True)
     generator = torch.Generator().manual_seed(seed)
     crops, labels = [], []
     order = torch.randperm(len(index), generator=generator).tolist()

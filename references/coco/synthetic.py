@@ -79,20 +79,26 @@ def class_styles(num_classes: int) -> list[dict]:
 
 
 def _background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    base = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.3, 0.8))) * 255
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = (x / width * rng.normal(0, 40) + y / height * rng.normal(0, 40))[..., None]
-    return base + ramp + rng.normal(0, 18, size=(height, width, 3))
+    base = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.3, 0.8)), np.float32) * 255
+    ramp_x = np.linspace(0, rng.normal(0, 40), width, dtype=np.float32)
+    ramp_y = np.linspace(0, rng.normal(0, 40), height, dtype=np.float32)
+    noise = rng.standard_normal(size=(height, width, 3), dtype=np.float32) * 18
+    return base + (ramp_y[:, None] + ramp_x[None, :])[..., None] + noise
 
 
-def _texture(style: dict, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def _paint(image: np.ndarray, mask: np.ndarray, style: dict, rng: np.random.Generator) -> None:
+    """Fill ``mask`` of ``image`` with the class's striped colour (jittered per object)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     hue = (style["hue"] + rng.normal(0, 0.015)) % 1.0
     angle = style["angle"] + rng.normal(0, 0.1)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     wave = np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / style["period"] + rng.uniform(0, 6.3))
     dark = np.array(colorsys.hsv_to_rgb(hue, 0.9, rng.uniform(0.45, 0.6)), np.float32)
     light = np.array(colorsys.hsv_to_rgb(hue, 0.6, rng.uniform(0.9, 1.0)), np.float32)
-    return (dark + (light - dark) * (0.5 + 0.5 * wave)[..., None]) * 255
+    texture = (dark + (light - dark) * (0.5 + 0.5 * wave)[..., None]) * 255
+    inside = mask[y0:y1, x0:x1]
+    image[y0:y1, x0:x1][inside] = texture[inside]
 
 
 def _place(shape: str, size: float, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,12 +120,14 @@ def _mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(canvas, dtype=bool)
 
 
-def _sizes(rng: np.random.Generator, short_side: int, count: int) -> np.ndarray:
-    # log-uniform from 5% to 60% of the short side: small, medium and large COCO areas
-    return short_side * np.exp(rng.uniform(math.log(0.05), math.log(0.6), size=count))
+def _sizes(rng: np.random.Generator, short_side: int, count: int, object_size: tuple[float, float]) -> np.ndarray:
+    # log-uniform over the range (5% to 60% of the short side by default, spec ssd.md §9):
+    # small, medium and large objects in COCO's area ranges
+    low, high = object_size
+    return short_side * np.exp(rng.uniform(math.log(low), math.log(high), size=count))
 
 
-def _draw_image(index: int, height: int, width: int, styles: list[dict], *, max_objects: int,
+def _draw_image(height: int, width: int, styles: list[dict], *, max_objects: int, object_size: tuple[float, float],
                 empty: bool, crowd: bool, rng: np.random.Generator):
     """An RGB uint8 image and its objects: (class index, polygon [K, 2] or None, mask, crowd)."""
     image = _background(height, width, rng)
@@ -127,7 +135,7 @@ def _draw_image(index: int, height: int, width: int, styles: list[dict], *, max_
     objects = []
     if not empty:
         count = int(rng.integers(1, max_objects + 1))
-        for size in _sizes(rng, min(height, width), count):
+        for size in _sizes(rng, min(height, width), count, object_size):
             cls = int(rng.integers(len(styles)))
             for _ in range(20):  # tries until the shape lands on free pixels
                 points = _place(styles[cls]["shape"], max(size, 8.0), height, width, rng)
@@ -136,7 +144,7 @@ def _draw_image(index: int, height: int, width: int, styles: list[dict], *, max_
                     break
             else:
                 continue
-            image[mask] = _texture(styles[cls], height, width, rng)[mask]
+            _paint(image, mask, styles[cls], rng)
             occupied |= mask
             objects.append((cls, points, mask, False))
     if crowd:
@@ -152,7 +160,7 @@ def _draw_image(index: int, height: int, width: int, styles: list[dict], *, max_
             mask = _mask(points, height, width)
             if (mask & occupied).any() or mask.sum() < 4:
                 continue
-            image[mask] = _texture(styles[cls], height, width, rng)[mask]
+            _paint(image, mask, styles[cls], rng)
             occupied |= mask
             region |= mask
         if region.any():
@@ -180,8 +188,8 @@ def _sample_size(image_size, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def write_split(root: Path, split: str, num_images: int, *, image_size, num_classes: int, seed: int,
-                max_objects: int = 5, empty_fraction: float = 0.03, crowd_fraction: float = 0.04,
-                num_greyscale: int = 1, quality: int = 90) -> dict:
+                max_objects: int = 5, object_size: tuple[float, float] = (0.05, 0.6), empty_fraction: float = 0.03,
+                crowd_fraction: float = 0.04, num_greyscale: int = 1, quality: int = 90) -> dict:
     """Write ``{split}2017/*.jpg`` and ``annotations/instances_{split}2017.json``; returns the
     annotation dict."""
     from pycocotools import mask as mask_utils
@@ -190,7 +198,9 @@ def write_split(root: Path, split: str, num_images: int, *, image_size, num_clas
     rng = np.random.default_rng([split_seed, 0])
     styles = class_styles(num_classes)
     cats = category_ids(num_classes)
-    image_ids = sorted(int(i) for i in rng.choice(581_929, size=num_images, replace=False) + 1)
+    # ids up to 581,929 as in the real set, odd for train and even for val: unique across splits
+    offset = 1 if split == "train" else 2
+    image_ids = sorted(int(i) * 2 + offset for i in rng.choice(290_964, size=num_images, replace=False))
     num_empty = max(1, round(empty_fraction * num_images)) if num_images >= 10 else 0
     num_crowd = max(1, round(crowd_fraction * num_images)) if num_images >= 10 else 0
     special = rng.permutation(num_images)
@@ -204,7 +214,7 @@ def write_split(root: Path, split: str, num_images: int, *, image_size, num_clas
     for index, image_id in enumerate(image_ids):
         image_rng = np.random.default_rng([split_seed, 1, index])
         height, width = _sample_size(image_size, image_rng)
-        pixels, objects = _draw_image(index, height, width, styles, max_objects=max_objects,
+        pixels, objects = _draw_image(height, width, styles, max_objects=max_objects, object_size=object_size,
                                       empty=index in empty_set, crowd=index in crowd_set, rng=image_rng)
         picture = Image.fromarray(pixels)
         if index in grey_set:
@@ -242,12 +252,15 @@ def write_split(root: Path, split: str, num_images: int, *, image_size, num_clas
 
 
 def write_coco(root: str | Path, *, num_train: int, num_val: int, num_classes: int, seed: int,
-               image_size=((160, 320), (160, 320)), max_objects: int = 5, empty_fraction: float = 0.03,
+               image_size=((160, 320), (160, 320)), max_objects: int = 5,
+               object_size: tuple[float, float] = (0.05, 0.6), empty_fraction: float = 0.03,
                crowd_fraction: float = 0.04) -> Path:
     """Write a COCO-2017-layout folder at ``root`` and return it.
 
     ``image_size``: ``(h, w)`` for a fixed size, or ``((h_min, h_max), (w_min, w_max))``
-    for sizes drawn per image (inclusive). ``num_classes``: 1..len(SHAPES)×k (shapes repeat
+    for sizes drawn per image (inclusive). ``object_size``: the range of an object's size
+    as a share of the image's short side (log-uniform). ``max_objects``: 1..max_objects
+    objects per non-empty image (fewer when they do not fit without touching). ``num_classes``: 1..len(SHAPES)×k (shapes repeat
     with other colours past 10). ``empty_fraction`` / ``crowd_fraction``: the share of
     images with no annotation / with one crowd region (at least one each when a split has
     10 images or more). Deterministic given the arguments.
@@ -255,7 +268,10 @@ def write_coco(root: str | Path, *, num_train: int, num_val: int, num_classes: i
     if num_classes < 1 or num_train < 0 or num_val < 0:
         raise ValueError(f"write_coco: num_classes {num_classes}, num_train {num_train}, num_val {num_val}")
     root = Path(root)
+    if not 0 < object_size[0] <= object_size[1] <= 1:
+        raise ValueError(f"write_coco: object_size {object_size}: expected 0 < low <= high <= 1 (share of the short side)")
     for split, count in (("train", num_train), ("val", num_val)):
         write_split(root, split, count, image_size=image_size, num_classes=num_classes, seed=seed,
-                    max_objects=max_objects, empty_fraction=empty_fraction, crowd_fraction=crowd_fraction)
+                    max_objects=max_objects, object_size=object_size, empty_fraction=empty_fraction,
+                    crowd_fraction=crowd_fraction)
     return root
