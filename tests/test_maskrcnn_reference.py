@@ -94,3 +94,19 @@ def test_small_preset_reaches_its_target(tmp_path):
     assert stop["metadata"]["status"] == "success"
     assert _official_checker(path) == []
     assert run_cli("check", path).returncode == 0
+
+
+def test_small_presets_may_shrink_image_sizes_and_schedule_but_the_reference_may_not():
+    from mlperf_train import whitelist
+    small = {"global_batch_size": 4, "opt_base_learning_rate": 0.02, "opt_learning_rate_warmup_steps": 100,
+             "opt_learning_rate_warmup_factor": 0.3333333, "num_image_candidates": 1000,
+             "opt_learning_rate_decay_factor": 0.1, "opt_learning_rate_decay_steps": [280, 360],
+             "min_image_size": 200, "max_image_size": 333}
+    assert not whitelist.check(small, "maskrcnn", "0.7.0", "closed", small_preset=True)
+    assert not whitelist.check_logged(small, "maskrcnn", "0.7.0", "closed", small_preset=True)
+    found = {v.key for v in whitelist.check(small, "maskrcnn", "0.7.0", "closed")}
+    assert found == {"opt_learning_rate_decay_steps", "min_image_size", "max_image_size"}
+    # what the rules fix whatever the size stays checked in a small preset
+    bad = {**small, "opt_base_learning_rate": 0.005, "num_image_candidates": 1500}
+    found = {v.key for v in whitelist.check_logged(bad, "maskrcnn", "0.7.0", "closed", small_preset=True)}
+    assert found == {"opt_base_learning_rate", "num_image_candidates"}

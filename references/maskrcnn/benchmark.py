@@ -209,6 +209,7 @@ class MaskrcnnBenchmark(Benchmark):
         targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device), "polygons": t["polygons"]}
                    for t in targets]
         state.recipe.set_lr(state.optimizer, state.step)
+        state.ddp_model.train()
         losses = state.ddp_model(images.to(device, non_blocking=True), sizes, targets)
         loss = sum(losses.values())
         state.optimizer.zero_grad(set_to_none=True)
