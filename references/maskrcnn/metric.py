@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from references.coco.evaluation import coco_eval, encode_masks, gather_detections
+from references.coco.evaluation import coco_eval, detections_for_image, gather_detections
 
 MASK_THRESHOLD = 0.5
 
@@ -24,11 +24,10 @@ def detections_of(outputs: list, sizes: list, infos: list, category_of) -> list[
         scale = torch.tensor([width / w, height / h, width / w, height / h])
         boxes = boxes * scale  # BoxList.resize: coordinates scaled, no +1 adjustment
         pasted = paste_masks_in_image(output["masks"].float().cpu(), boxes, (height, width), padding=1)
-        rles = encode_masks(pasted[:, 0] > MASK_THRESHOLD)
-        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], dim=1).tolist()  # +1 widths
-        for box, score, label, rle in zip(xywh, output["scores"].tolist(), output["labels"].tolist(), rles):
-            results.append({"image_id": int(info["image_id"]), "category_id": int(category_of[label]),
-                            "bbox": [round(v, 2) for v in box], "score": float(score), "segmentation": rle})
+        # the "+1" convention: a box x1..x2 is x2 − x1 + 1 wide in COCO's [x, y, w, h]
+        results += detections_for_image(info["image_id"], boxes + torch.tensor([0.0, 0.0, 1.0, 1.0]),
+                                        output["scores"], output["labels"], category_of,
+                                        masks=pasted[:, 0] > MASK_THRESHOLD)
     return results
 
 
