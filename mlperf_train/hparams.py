@@ -125,7 +125,7 @@ def check_file(path: Path, ruleset: str | None, division: str,
         violations.append(Violation(source, "hparams", hparams, "must be a mapping"))
         hparams = {}
     violations += [Violation(source, f"hparams.{v.key}", v.value, v.rule)
-                   for v in whitelist.check(hparams, benchmark, rules.ruleset, division)]
+                   for v in whitelist.check(hparams, benchmark, rules.ruleset, division, is_small)]
     if benchmark_settings is not None:
         raw_settings = doc.get("settings") or {}
         found = settings_mod.check(raw_settings, benchmark_settings, rules.ruleset, division,

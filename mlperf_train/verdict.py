@@ -204,7 +204,8 @@ def _hparams(table: _Table, record: RunRecord) -> None:
     if division not in ("closed", "open"):
         table.add(f"submission_division {division!r}: allowed: closed, open", ("submission_division",))
         return
-    for v in whitelist.check_logged(record.hparams, record.benchmark, record.ruleset, division):
+    for v in whitelist.check_logged(record.hparams, record.benchmark, record.ruleset, division,
+                                     record.small_preset):
         table.add(f"hparam {v.key} = {v.value!r}: {v.rule}", (v.key,))
 
 

@@ -187,7 +187,8 @@ VALUE_CONSTRAINTS: dict[str, Callable] = {
     "time_stretch": _time_stretch, "list_of": _list_of, "length": _length,
 }
 # Presence and bookkeeping constraints, applied around the value checks.
-PRESENCE = {"type", "required", "required_when", "only_when", "when", "any", "note", "log_spellings"}
+PRESENCE = {"type", "required", "required_when", "only_when", "when", "any", "note", "log_spellings",
+            "free_in_small_presets"}
 CONSTRAINTS = set(VALUE_CONSTRAINTS) | PRESENCE
 
 
@@ -310,12 +311,14 @@ def _value_rules(key: str, value: Any, constraints: Mapping[str, Any], hparams: 
 
 
 def _check_value(key: str, value: Any, constraints: Mapping[str, Any], hparams: Mapping[str, Any],
-                 division: str, shown: Any) -> list[KeyViolation]:
+                 division: str, shown: Any, small_preset: bool = False) -> list[KeyViolation]:
     type_name = constraints.get("type")
     if type_name and not TYPES[type_name](value):
         return [KeyViolation(key, shown, f"must be of type {type_name}")]
     if division != "closed" or constraints.get("any"):
         return []
+    if small_preset and constraints.get("free_in_small_presets"):
+        return []  # a size the small preset shrinks (image sizes, schedule length); it says its own target
     if "only_when" in constraints and not _condition_holds(constraints["only_when"], hparams):
         return [KeyViolation(key, shown, f"allowed only when {describe_condition(constraints['only_when'])}")]
     found = _value_rules(key, value, constraints, hparams)
@@ -339,7 +342,7 @@ def read_logged(hparams: Mapping[str, Any], benchmark: str, ruleset: str) -> dic
 
 
 def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: str,
-           logged: bool) -> list[KeyViolation]:
+           logged: bool, small_preset: bool = False) -> list[KeyViolation]:
     allowed = load(benchmark, ruleset)
     if allowed is None:
         return []
@@ -356,7 +359,7 @@ def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: s
                 found.append(KeyViolation(key, value, f"not a hyperparameter of {benchmark} in ruleset "
                                           f"{ruleset}; {hint}"))
             continue
-        found += _check_value(key, value, constraints, hparams, division, shown[key])
+        found += _check_value(key, value, constraints, hparams, division, shown[key], small_preset)
     if not logged:
         for key, constraints in allowed.keys.items():
             if key in hparams:
@@ -368,17 +371,19 @@ def _check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: s
     return found
 
 
-def check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: str) -> list[KeyViolation]:
+def check(hparams: Mapping[str, Any], benchmark: str, ruleset: str, division: str,
+          small_preset: bool = False) -> list[KeyViolation]:
     """Violations of a hparams file's ``hparams:`` mapping: unknown keys, wrong types and,
     in the closed division, missing required keys and values the rules do not allow. The
-    file's YAML types are taken as they are."""
-    return _check(hparams, benchmark, ruleset, division, logged=False)
+    file's YAML types are taken as they are. In a small preset (``small_preset``), keys
+    marked ``free_in_small_presets`` are checked for type only."""
+    return _check(hparams, benchmark, ruleset, division, logged=False, small_preset=small_preset)
 
 
 def check_logged(hparams: Mapping[str, Any], benchmark: str, ruleset: str,
-                 division: str) -> list[KeyViolation]:
+                 division: str, small_preset: bool = False) -> list[KeyViolation]:
     """Violations among hyperparameters read back from a log, each value judged by what it
     means (``read_logged``). Keys the whitelist does not know are ignored (a log holds more
     than hyperparameters); missing keys are the compliance checker's business, not the
     whitelist's. A violation shows the value as logged."""
-    return _check(hparams, benchmark, ruleset, division, logged=True)
+    return _check(hparams, benchmark, ruleset, division, logged=True, small_preset=small_preset)
