@@ -92,11 +92,15 @@ def make_all(out: Path, settings, seed: int) -> dict:
         save_model(out / BOOTSTRAP, model, kwargs, 0)
         facts["bootstrap_games"] = counts
     if not (out / TARGET).exists():
-        games = make_gnugo_games(out / GNUGO_DIR, settings.target_gnugo_games, settings.target_gnugo_level, seed)
-        model = DualNet(**kwargs)
-        model.load_state_dict(load_model(out / BOOTSTRAP)[0].state_dict())
-        supervised(model, train.games_to_chunk(games), settings.target_steps, 64, 0.01, settings.value_weight,
-                   seed + 1)
+        # the target learns from GNU Go's games; with none (a stand-in for tests, no GNU Go
+        # needed), from the bootstrap's own games, longer
+        if settings.target_gnugo_games:
+            games = make_gnugo_games(out / GNUGO_DIR, settings.target_gnugo_games, settings.target_gnugo_level, seed)
+            chunk = train.games_to_chunk(games)
+        else:
+            chunk = train.read_chunk(out / BOOTSTRAP_CHUNK)
+        model, _ = load_model(out / BOOTSTRAP)
+        supervised(model, chunk, settings.target_steps, 64, 0.01, settings.value_weight, seed + 1)
         save_model(out / TARGET, model, kwargs, settings.target_steps)
     return facts
 

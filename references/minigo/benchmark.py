@@ -91,7 +91,7 @@ class MinigoSettings:
     bootstrap_games: int = setting(64, allowed={"min": 1})
     bootstrap_readouts: int = setting(20, allowed={"min": 1})
     bootstrap_steps: int = setting(50, allowed={"min": 0})
-    target_gnugo_games: int = setting(50, allowed={"min": 1})
+    target_gnugo_games: int = setting(50, allowed={"min": 0})
     target_gnugo_level: int = setting(1, allowed={"min": 0, "max": 10})
     target_steps: int = setting(200, allowed={"min": 0})
 
@@ -155,7 +155,8 @@ class MinigoBenchmark(Benchmark):
         print(f"minigo: artifacts in {Path(data_dir) / 'artifacts'} {facts}")
 
     def generate_small(self, data_dir, settings, seed=0):
-        gtp.require_gnugo()
+        if settings.target_gnugo_games:
+            gtp.require_gnugo()
         art.make_all(Path(data_dir) / "artifacts", settings, seed)
 
     def required_artifacts(self, preset):

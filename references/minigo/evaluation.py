@@ -5,8 +5,11 @@
 - 0.5.0: professional-move prediction: for each position of the pro game records that has
   a next move, in each of 2 rounds, a fresh search from that position, argmax visits;
   correct when it equals the recorded move.
-- Extra of every evaluation: the win rate against GNU Go at a fixed level (Tromp-Taylor
-  area score of the final board; GNU Go's resignation is a win).
+- Extra of every evaluation: the win rate against GNU Go at a fixed level, each game
+  scored by GNU Go's own ``final_score`` (Chinese rules, dead stones removed: the network
+  may play on after GNU Go passes, and its dead stones in GNU Go's territory must not
+  count for it, as a bare Tromp-Taylor count of the final board would); GNU Go's
+  resignation is a win.
 """
 from __future__ import annotations
 
@@ -65,7 +68,7 @@ def gnugo_wins(game_ids: Sequence[int], evaluate, params: PlayParams, level: int
                     roots[i] = _reroot(roots[i].child(move)) if roots[i].expanded else mcts.Node(positions[i])
             for i in list(live):
                 if positions[i].is_game_over():
-                    winner[i] = positions[i].result()
+                    winner[i] = _gnugo_winner(engines[i])
                     live.discard(i)
             ours = sorted(live)
             if not ours:
@@ -78,9 +81,14 @@ def gnugo_wins(game_ids: Sequence[int], evaluate, params: PlayParams, level: int
                 positions[i] = positions[i].play(move)
                 roots[i] = _reroot(roots[i].child(move))
                 if positions[i].is_game_over():
-                    winner[i] = positions[i].result()
+                    winner[i] = _gnugo_winner(engines[i])
                     live.discard(i)
         return sum(w == c for w, c in zip(winner, colors))
     finally:
         for engine in engines:
             engine.close()
+
+
+def _gnugo_winner(engine: GnuGo) -> int:
+    """+1 or -1 from GNU Go's ``final_score`` reply (``B+3.5``, ``W+0.5``)."""
+    return go.BLACK if engine.final_score().upper().startswith("B") else go.WHITE

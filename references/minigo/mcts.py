@@ -158,7 +158,7 @@ def search(roots: list, readouts: list[int], evaluate: Evaluator, params: Search
     to ``virtual_losses`` leaves per tree (virtual losses keep them apart) and evaluates all
     trees' leaves in one call. Roots are expanded first; ``noise[i]`` mixes Dirichlet noise
     into root i's priors."""
-    fresh = [r for r in roots if not r.expanded]
+    fresh = [r for r in roots if not r.expanded and not r.position.is_game_over()]
     if fresh:
         priors, values = evaluate([r.position for r in fresh])
         for r, p, v in zip(fresh, priors, values):

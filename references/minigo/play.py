@@ -90,7 +90,8 @@ def play_games(num_games: int, black_eval, white_eval, params: PlayParams, rng: 
         for side, evaluate in ((BLACK, black_eval), (-BLACK, white_eval)):
             if not selfplay and evaluate is None:
                 continue
-            movers = [g for g in live if selfplay or positions[g].to_play == side]
+            movers = [g for g in live if (selfplay or positions[g].to_play == side)
+                      and not positions[g].is_game_over() and not records[g].resigned]
             if not movers:
                 continue
             roots = [trees[g][0 if selfplay or side == BLACK else 1] for g in movers]
