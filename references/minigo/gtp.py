@@ -16,8 +16,10 @@ INSTALL_HINT = "GNU Go is missing: install it with `apt-get install -y gnugo` (D
 
 
 def find_gnugo() -> str | None:
-    """The GNU Go binary: ``$GNUGO``, ``gnugo`` on PATH, or Debian's /usr/games/gnugo."""
-    for candidate in (os.environ.get("GNUGO"), shutil.which("gnugo"), "/usr/games/gnugo"):
+    """The GNU Go binary: ``$GNUGO`` when set (and then only it), else ``gnugo`` on PATH or
+    Debian's /usr/games/gnugo."""
+    chosen = os.environ.get("GNUGO")
+    for candidate in (chosen,) if chosen else (shutil.which("gnugo"), "/usr/games/gnugo"):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
