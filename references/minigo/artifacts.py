@@ -1,9 +1,12 @@
-"""The 0.6.0 protocol's artifacts, made the way the reference made its own (spec sections
-1 and 3), untimed: a bootstrap checkpoint trained on random-network self-play games with
-its golden chunk, and a target model of fixed strength. Our documented formats:
+"""The 0.6.0 protocol's artifacts, made untimed: a bootstrap checkpoint with its golden
+chunk, and a target model of fixed strength (spec sections 1 and 3). Our documented formats:
 
 - ``bootstrap.pt``, ``target.pt``: ``torch.save`` of ``{"model": {DualNet keyword
-  arguments}, "state_dict": ..., "global_step": int}``;
+  arguments}, "state_dict": ..., "global_step": int}``. The bootstrap: with
+  ``bootstrap_gnugo_games`` = 0, the reference's way (trained on self-play games of a
+  random network at ``bootstrap_readouts``); else (the small preset) a weak supervised
+  start on that many GNU Go games, which are then its golden chunk. The target: the
+  bootstrap trained ``target_steps`` further on ``target_gnugo_games`` other GNU Go games;
 - ``bootstrap_chunk.npz``: a golden chunk (``train.py``);
 - ``gnugo/*.sgf``: GNU Go self-play game records (``sgf.py``), the target's training games.
 
@@ -59,13 +62,15 @@ def supervised(model: DualNet, chunk: dict, steps: int, batch: int, lr: float, v
             break
 
 
-def make_gnugo_games(folder: Path, count: int, level: int, seed: int) -> list[list[int]]:
+def make_gnugo_games(folder: Path, count: int, level: int, seed: int, prefix: str = "target") -> list[list[int]]:
+    """``count`` GNU Go self-play games as SGF files (kept: a rerun reads them back)."""
     folder.mkdir(parents=True, exist_ok=True)
     games = []
+    offset = 0 if prefix == "target" else 500_000   # the two sets never share a seed
     for i in range(count):
-        path = folder / f"gnugo_{i:04d}.sgf"
+        path = folder / f"{prefix}_{i:04d}.sgf"
         if not path.exists():
-            moves = gtp.gnugo_game(level, seed * 10007 + i)
+            moves = gtp.gnugo_game(level, seed * 10007 + offset + i)
             sgf.write_game(path, moves, None, f"GNU Go level {level}", f"GNU Go level {level}")
         games.append(sgf.read_game(path))
     return games
@@ -78,25 +83,33 @@ def make_all(out: Path, settings, seed: int) -> dict:
     facts = {}
     if not (out / BOOTSTRAP).exists():
         torch.manual_seed(seed)
-        random_net = DualNet(**kwargs)
-        params = play.PlayParams(readouts=settings.bootstrap_readouts, search=mcts.SearchParams(
-            c_puct=settings.c_puct, c_puct_base=settings.c_puct_base, value_init_penalty=settings.value_init_penalty,
-            virtual_losses=8), softpick_moves=settings.softpick_moves, softpick_power=settings.softpick_power,
-            resign_threshold=settings.resign_threshold, resign_disabled_fraction=1.0, max_moves=settings.max_moves)
-        chunk, counts = selfplay.play_share(kwargs, random_net.state_dict(), params, settings.bootstrap_games, seed,
-                                            settings.parallel_games)
-        train.write_chunk(out / BOOTSTRAP_CHUNK, chunk)
         model = DualNet(**kwargs)
-        model.load_state_dict(random_net.state_dict())
+        if settings.bootstrap_gnugo_games:
+            # a weak supervised start: a few GNU Go games, a few steps; they are its golden chunk
+            games = make_gnugo_games(out / GNUGO_DIR, settings.bootstrap_gnugo_games, settings.target_gnugo_level,
+                                     seed, prefix="bootstrap")
+            chunk = train.games_to_chunk(games, settings.max_moves)
+            facts["bootstrap_games"] = {"gnugo_games": len(games), "positions": len(chunk["z"])}
+        else:
+            # the reference's way: self-play of the random network at few readouts
+            params = play.PlayParams(readouts=settings.bootstrap_readouts, search=mcts.SearchParams(
+                c_puct=settings.c_puct, c_puct_base=settings.c_puct_base,
+                value_init_penalty=settings.value_init_penalty, virtual_losses=8),
+                softpick_moves=settings.softpick_moves, softpick_power=settings.softpick_power,
+                resign_threshold=settings.resign_threshold, resign_disabled_fraction=1.0,
+                max_moves=settings.max_moves)
+            chunk, counts = selfplay.play_share(kwargs, model.state_dict(), params, settings.bootstrap_games, seed,
+                                                settings.parallel_games)
+            facts["bootstrap_games"] = counts
+        train.write_chunk(out / BOOTSTRAP_CHUNK, chunk)
         supervised(model, chunk, settings.bootstrap_steps, 64, 0.01, settings.value_weight, seed)
         save_model(out / BOOTSTRAP, model, kwargs, 0)
-        facts["bootstrap_games"] = counts
     if not (out / TARGET).exists():
         # the target learns from GNU Go's games; with none (a stand-in for tests, no GNU Go
         # needed), from the bootstrap's own games, longer
         if settings.target_gnugo_games:
             games = make_gnugo_games(out / GNUGO_DIR, settings.target_gnugo_games, settings.target_gnugo_level, seed)
-            chunk = train.games_to_chunk(games)
+            chunk = train.games_to_chunk(games, settings.max_moves)
         else:
             chunk = train.read_chunk(out / BOOTSTRAP_CHUNK)
         model, _ = load_model(out / BOOTSTRAP)

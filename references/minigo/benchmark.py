@@ -88,6 +88,7 @@ class MinigoSettings:
     cpu_threads: int = setting(1, allowed={"min": 0})
     # generate_small's artifacts (0.6.0 protocol): the bootstrap from random-network
     # self-play, the target trained on GNU Go games
+    bootstrap_gnugo_games: int = setting(0, allowed={"min": 0})     # 0: random-network self-play
     bootstrap_games: int = setting(64, allowed={"min": 1})
     bootstrap_readouts: int = setting(20, allowed={"min": 1})
     bootstrap_steps: int = setting(50, allowed={"min": 0})
@@ -155,7 +156,7 @@ class MinigoBenchmark(Benchmark):
         print(f"minigo: artifacts in {Path(data_dir) / 'artifacts'} {facts}")
 
     def generate_small(self, data_dir, settings, seed=0):
-        if settings.target_gnugo_games:
+        if settings.target_gnugo_games or settings.bootstrap_gnugo_games:
             gtp.require_gnugo()
         art.make_all(Path(data_dir) / "artifacts", settings, seed)
 
