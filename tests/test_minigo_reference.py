@@ -122,3 +122,26 @@ def test_small_preset_reaches_its_target(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stop = [e for e in read_events(tmp_path / "small" / "minigo" / "result_0.txt") if e["key"] == "run_stop"]
     assert stop[0]["metadata"]["status"] == "success"
+
+
+def test_prepare_makes_the_artifacts(tmp_path):
+    result = run_cli("prepare", "minigo", "--source", ".", "--data", tmp_path / "data",
+                     "--hparams", HPARAMS_DIR / "minigo" / "tiny.yaml", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "data" / "artifacts").iterdir()) == \
+        ["bootstrap.pt", "bootstrap_chunk.npz", "target.pt"]
+
+
+@pytest.mark.slow
+def test_the_0_5_0_protocol_runs_one_generation_and_the_pro_move_evaluation(tmp_path, cache):
+    path = preset(tmp_path, ruleset="0.5.0", max_epochs=1, target=0.0)
+    result = run_cli("run", "minigo", "--hparams", path, "--runs", "1", "--output", tmp_path, "--system", "v05",
+                     env=cache, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log_path = tmp_path / "v05" / "minigo" / "result_0.txt"
+    events = read_events(log_path)
+    assert not [e for e in events if e["key"] in ("save_model", "eval_result", "mlperf_train_artifact")]
+    accuracy = [e["value"] for e in events if e["key"] == "eval_accuracy"]
+    assert len(accuracy) == 1 and 0 <= accuracy[0] <= 1
+    checked = run_cli("check", log_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -150,8 +150,9 @@ class MinigoBenchmark(Benchmark):
     # --- data and artifacts (untimed) --------------------------------------------------------
     def prepare(self, source, data_dir, settings):
         """MiniGo has no dataset: ``prepare`` makes the 0.6.0 artifacts (bootstrap, its
-        golden chunk, target model; GNU Go needed) into ``data_dir/artifacts``."""
-        gtp.require_gnugo()
+        golden chunk, target model) into ``data_dir/artifacts``; ``source`` is not read."""
+        if settings.target_gnugo_games or settings.bootstrap_gnugo_games:
+            gtp.require_gnugo()
         facts = art.make_all(Path(data_dir) / "artifacts", settings, seed=0)
         print(f"minigo: artifacts in {Path(data_dir) / 'artifacts'} {facts}")
 
