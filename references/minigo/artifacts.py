@@ -106,7 +106,8 @@ def make_all(out: Path, settings, seed: int) -> dict:
                                                 settings.parallel_games)
             facts["bootstrap_games"] = counts
         train.write_chunk(out / BOOTSTRAP_CHUNK, chunk)
-        supervised(model, chunk, settings.bootstrap_steps, SUPERVISED_BATCH, SUPERVISED_LR, settings.value_weight, seed)
+        supervised(model, chunk, settings.bootstrap_steps, SUPERVISED_BATCH, SUPERVISED_LR, settings.value_weight,
+                   seed)
         save_model(out / BOOTSTRAP, model, kwargs, 0)
     if not (out / TARGET).exists():
         # the target learns from GNU Go's games; with none (a stand-in for tests, no GNU Go
