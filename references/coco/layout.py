@@ -1,0 +1,46 @@
+"""The COCO 2017 detection layout as distributed (spec ssd.md §1, maskrcnn.md §1)::
+
+    ROOT/train2017/000000000009.jpg ...
+    ROOT/val2017/000000000139.jpg ...
+    ROOT/annotations/instances_train2017.json
+    ROOT/annotations/instances_val2017.json
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+SPLITS = ("train", "val")
+YEAR = "2017"
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"COCO split {split!r}: expected one of {', '.join(SPLITS)}")
+
+
+def image_dir(root: str | Path, split: str) -> Path:
+    """``ROOT/{split}2017``, the folder of the split's JPEGs."""
+    _check_split(split)
+    return Path(root) / f"{split}{YEAR}"
+
+
+def annotation_path(root: str | Path, split: str) -> Path:
+    """``ROOT/annotations/instances_{split}2017.json``."""
+    _check_split(split)
+    return Path(root) / "annotations" / f"instances_{split}{YEAR}.json"
+
+
+def image_file_name(image_id: int) -> str:
+    """The real file name of an image: its id zero-padded to 12 digits, ``.jpg``."""
+    return f"{image_id:012d}.jpg"
+
+
+def missing(root: str | Path, splits: tuple[str, ...] = SPLITS) -> list[str]:
+    """The parts of the layout absent under ``root`` (paths as strings; empty when complete).
+    Only the folders and annotation files are checked, not every image."""
+    out = []
+    for split in splits:
+        for path in (image_dir(root, split), annotation_path(root, split)):
+            if not path.exists():
+                out.append(str(path))
+    return out
