@@ -47,20 +47,6 @@ def group_and_liberties(board: Sequence[int], point: int) -> tuple[list[int], se
     return stones, liberties
 
 
-def liberty_counts(board: Sequence[int]) -> list[int]:
-    """For every point, the liberty count of the chain on it (0 on empty points)."""
-    counts = [0] * NUM_POINTS
-    done = [False] * NUM_POINTS
-    for p in range(NUM_POINTS):
-        if board[p] != EMPTY and not done[p]:
-            stones, liberties = group_and_liberties(board, p)
-            n = len(liberties)
-            for s in stones:
-                counts[s] = n
-                done[s] = True
-    return counts
-
-
 class Position:
     """A game state: board, side to move, ko point, move count, consecutive passes and the
     last ``HISTORY`` boards (newest first, for the input planes)."""
