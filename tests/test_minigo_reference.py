@@ -112,8 +112,7 @@ def test_a_run_without_gnu_go_says_how_to_install_it(tmp_path, cache):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="the small preset does not reach its target yet (calibration curves: "
-                         "references/minigo/README.md section 7)")
+@pytest.mark.beyond_ci  # fails today: the small preset does not reach its target (README section 7)
 def test_small_preset_reaches_its_target(tmp_path):
     if gtp.find_gnugo() is None:
         if os.environ.get("CI") == "true":

