@@ -161,3 +161,21 @@ def test_cmyk_jpeg_and_png_under_a_jpg_name_are_read_as_pil_reads_them(tmp_path)
         with Image.open(tmp_path / name) as image:
             expected = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
         assert torch.equal(load_image(tmp_path / name), expected)
+
+
+def test_prepare_links_the_coco_layout_and_names_what_is_missing(tmp_path):
+    from mlperf_train.errors import UsageError
+    from references.coco import layout
+
+    source = tmp_path / "coco"
+    for part in ("train2017", "val2017", "annotations"):
+        (source / part).mkdir(parents=True)
+    (source / "annotations" / "instances_train2017.json").write_text("{}")
+    (source / "annotations" / "instances_val2017.json").write_text("{}")
+    layout.link_into(source, tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["annotations", "train2017", "val2017"]
+    assert (tmp_path / "data" / "train2017").resolve() == (source / "train2017").resolve()
+
+    (source / "annotations" / "instances_val2017.json").unlink()
+    with pytest.raises(UsageError, match="instances_val2017.json"):
+        layout.link_into(source, tmp_path / "again")

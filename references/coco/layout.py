@@ -44,3 +44,22 @@ def missing(root: str | Path, splits: tuple[str, ...] = SPLITS) -> list[str]:
             if not path.exists():
                 out.append(str(path))
     return out
+
+
+def link_into(source: Path, data_dir: Path) -> None:
+    """``prepare`` for COCO 2017 (what the rules allow before the clock is nothing but
+    placing the files): link ``train2017/``, ``val2017/`` and ``annotations/`` of ``source``
+    into ``data_dir``. Raises ``UsageError`` naming what ``source`` lacks."""
+    from mlperf_train.errors import UsageError
+
+    source, data_dir = Path(source), Path(data_dir)
+    lacking = missing(source)
+    if lacking:
+        raise UsageError(f"{source}: not the COCO 2017 layout; missing {', '.join(lacking)}")
+    if source.resolve() == data_dir.resolve():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for part in (f"train{YEAR}", f"val{YEAR}", "annotations"):
+        link = data_dir / part
+        if not link.exists():
+            link.symlink_to((source / part).resolve())

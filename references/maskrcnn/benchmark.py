@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +95,7 @@ class MaskrcnnBenchmark(Benchmark):
     # --- before any run ----------------------------------------------------------------
     def prepare(self, source, data_dir, settings):
         """COCO 2017 is read as downloaded: check the layout and link it into ``data_dir``."""
-        source, data_dir = Path(source), Path(data_dir)
-        missing = layout.missing(source)
-        if missing:
-            raise UsageError(f"{source}: not the COCO 2017 layout; missing {', '.join(missing)}")
-        if source.resolve() == data_dir.resolve():
-            return
-        data_dir.mkdir(parents=True, exist_ok=True)
-        for part in ("train2017", "val2017", "annotations"):
-            link = data_dir / part
-            if not link.exists():
-                os.symlink((source / part).resolve(), link)
+        layout.link_into(Path(source), Path(data_dir))
 
     def generate_small(self, data_dir, settings, seed=0):
         from references.coco.pretrain import object_crops, pretrain_classifier

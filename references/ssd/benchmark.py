@@ -81,7 +81,7 @@ class SsdBenchmark(Benchmark):
 
     # --- before any run ----------------------------------------------------------------
     def prepare(self, source, data_dir, settings):
-        synthetic.prepare_coco(Path(source), Path(data_dir))
+        layout.link_into(Path(source), Path(data_dir))
 
     def generate_small(self, data_dir, settings, seed=0):
         synthetic.generate_small(Path(data_dir), settings, seed)

@@ -9,32 +9,15 @@ reference starts from ImageNet weights.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from mlperf_train.benchmark import ARTIFACTS_DIR
-from mlperf_train.errors import UsageError
-from references.coco import layout
 from references.coco.pretrain import pretrain_classifier
 from references.coco.synthetic import write_coco
 from references.ssd.model import resnet34_at_width
-
-
-def prepare_coco(source: Path, data_dir: Path) -> None:
-    """Link (or copy) COCO 2017's ``train2017/``, ``val2017/`` and ``annotations/`` from
-    ``source`` into ``data_dir``; raises ``UsageError`` naming what is missing."""
-    missing = layout.missing(source)
-    if missing:
-        raise UsageError(f"{source}: not a COCO 2017 folder: missing {', '.join(missing)}")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("train2017", "val2017", "annotations"):
-        target = data_dir / name
-        if not target.exists():
-            os.symlink((source / name).resolve(), target)
 
 
 class _Trunk(nn.Module):
