@@ -54,6 +54,8 @@ class MaskrcnnSettings:
     synth_min_side: int = setting(160, allowed={"min": 16})
     synth_max_side: int = setting(320, allowed={"min": 16})
     pretrain_steps: int = setting(300, allowed={"min": 0})     # 0: untrained stand-in weights
+    # whole train images whose statistics become the folded BatchNorm's (0: the crops')
+    bn_calibration_images: int = setting(64, allowed={"min": 0})
 
     def __post_init__(self):
         object.__setattr__(self, "anchor_sizes", tuple(self.anchor_sizes))
@@ -65,6 +67,37 @@ class MaskrcnnSettings:
                          rpn_pre_nms_top_n_test=self.rpn_pre_nms_top_n_test,
                          rpn_post_nms_top_n_train=candidates, rpn_post_nms_top_n_test=self.rpn_post_nms_top_n_test,
                          roi_batch_size_per_image=self.roi_batch_size_per_image)
+
+
+def calibrate_batchnorm(features: torch.nn.Module, data_dir: Path, num_images: int, seed: int,
+                        batch_size: int = 16, side: int = 256) -> None:
+    """Re-estimates every BatchNorm's running mean and variance of ``features`` over
+    ``num_images`` whole train images (BGR×255, resized to ``side``², ``batch_size`` a
+    forward, the plain average over the batches).
+
+    Why: the statistics left by pretraining on 64-px object crops do not fit whole images,
+    whose background colour varies from image to image; the folded FrozenBN body then
+    amplified that variation (res4 std 0.5 on one image, 230 on another), and at the rules'
+    LR 0.02 the first steps blew up the ROI classifier's logits (loss NaN within 15
+    iterations for seeds 2 and 3). Batches of several images put the between-image variance
+    into the statistics, as REF's ImageNet statistics hold for the images it sees. Untimed
+    (``generate_small``).
+    """
+    from references.coco.dataset import load_image
+    from references.maskrcnn.data import normalise, resize_image
+
+    index = CocoIndex(data_dir, "train", skip_empty=False, skip_crowd=True)
+    order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed)).tolist()[:num_images]
+    for module in features.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None   # cumulative average over the calibration batches
+    features.train()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = [normalise(resize_image(load_image(index.record(i).path), (side, side)))
+                     for i in order[start:start + batch_size]]
+            features(torch.stack(batch))
 
 
 @dataclasses.dataclass
@@ -126,6 +159,8 @@ class MaskrcnnBenchmark(Benchmark):
                     module.momentum = None   # a plain average over the calibration pass
             with torch.no_grad():
                 features.train()(to_input(crops))
+        if s.bn_calibration_images > 0:
+            calibrate_batchnorm(features, data_dir, s.bn_calibration_images, seed)
         body.eval()
         detectron_weights.save_from(body, data_dir / "artifacts" / s.backbone_weights)
 
