@@ -252,3 +252,30 @@ def test_both_targets_must_be_met_at_one_evaluation():
     assert not quality.reached({"BBOX": 0.40, "SEGM": 0.30}, target, "higher")
     assert not quality.reached({"BBOX": 0.30, "SEGM": 0.35}, target, "higher")
     assert quality.reached({"BBOX": 0.377, "SEGM": 0.339}, target, "higher")
+
+
+def test_backbone_bn_is_recalibrated_on_whole_images(tmp_path):
+    """Regression (seeds 2 and 3 of the small preset went NaN): statistics that do not fit
+    whole images make the folded FrozenBN body amplify their colour offsets; after
+    ``calibrate_batchnorm`` the body's features on whole train images are of unit scale."""
+    from references.coco.dataset import CocoIndex, load_image
+    from references.coco.synthetic import write_coco
+    from references.maskrcnn.benchmark import calibrate_batchnorm
+    from references.maskrcnn.data import normalise, resize_image
+
+    write_coco(tmp_path, num_train=8, num_val=1, num_classes=2, seed=0, image_size=((64, 96), (64, 96)))
+    torch.manual_seed(0)
+    body = resnet_body(4, norm_layer=torch.nn.BatchNorm2d)
+    features = torch.nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool,
+                                   body.layer1, body.layer2, body.layer3, body.layer4)
+    index = CocoIndex(tmp_path, "train", skip_empty=False, skip_crowd=True)
+    images = torch.stack([normalise(resize_image(load_image(index.record(i).path), (64, 64)))
+                          for i in range(len(index))])
+    features.eval()
+    with torch.no_grad():
+        before = features(images).std()   # statistics of nothing (mean 0, var 1) on BGR×255
+        calibrate_batchnorm(features, tmp_path, num_images=8, seed=0, batch_size=4, side=64)
+        features.eval()
+        after = features(images).std()
+    assert before > 100
+    assert 0.05 < after < 5
