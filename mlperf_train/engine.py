@@ -341,10 +341,10 @@ class _Loop:
         stop_ms = clock.now_ms()
         log.end("epoch_stop", time_ms=stop_ms, metadata={"epoch_num": epoch})
         self.outcome.epochs = epoch
-        self.num_samples += stats.num_samples * env.world_size
+        unit_samples = stats.num_samples * env.world_size
+        self.num_samples += unit_samples
         self.train_ms += stop_ms - start_ms
         self.outcome.train_samples_per_second = self.num_samples / max(self.train_ms, 1) * 1000.0
-        unit_samples = stats.num_samples * env.world_size
         log.event(THROUGHPUT_KEY, unit_samples / max(stop_ms - start_ms, 1) * 1000.0, time_ms=stop_ms,
                   metadata={"epoch_num": epoch, "samples": unit_samples})
         self.progress.on_epoch(epoch, self.preset.max_epochs, stats, (stop_ms - start_ms) / 1000.0)

@@ -179,3 +179,14 @@ def test_prepare_links_the_coco_layout_and_names_what_is_missing(tmp_path):
     (source / "annotations" / "instances_val2017.json").unlink()
     with pytest.raises(UsageError, match="instances_val2017.json"):
         layout.link_into(source, tmp_path / "again")
+
+
+def test_open_data_checks_name_the_folder_and_the_rule(tmp_path):
+    from mlperf_train.errors import UsageError
+    from references.coco import layout
+
+    with pytest.raises(UsageError, match=rf"{tmp_path}: not the COCO 2017 layout; missing .*train2017"):
+        layout.require(tmp_path)
+    layout.require_classes(81, 80, tmp_path)
+    with pytest.raises(UsageError, match=r"the data has 4 categories; settings.num_classes = 81 must be that \+ 1"):
+        layout.require_classes(81, 4, tmp_path)

@@ -46,16 +46,32 @@ def missing(root: str | Path, splits: tuple[str, ...] = SPLITS) -> list[str]:
     return out
 
 
+def require(root: Path) -> None:
+    """Raise ``UsageError`` (one line naming ``root`` and what it lacks) unless ``root`` holds
+    the COCO 2017 layout; for ``prepare`` and for a reference's ``open_data``."""
+    from mlperf_train.errors import UsageError
+
+    lacking = missing(Path(root))
+    if lacking:
+        raise UsageError(f"{root}: not the COCO 2017 layout; missing {', '.join(lacking)}")
+
+
+def require_classes(num_classes: int, found: int, root: Path) -> None:
+    """Raise ``UsageError`` unless ``settings.num_classes`` is the ``found`` categories of the
+    data at ``root`` plus background (label 0)."""
+    from mlperf_train.errors import UsageError
+
+    if found + 1 != num_classes:
+        raise UsageError(f"{root}: the data has {found} categories; "
+                         f"settings.num_classes = {num_classes} must be that + 1 (background)")
+
+
 def link_into(source: Path, data_dir: Path) -> None:
     """``prepare`` for COCO 2017 (what the rules allow before the clock is nothing but
     placing the files): link ``train2017/``, ``val2017/`` and ``annotations/`` of ``source``
     into ``data_dir``. Raises ``UsageError`` naming what ``source`` lacks."""
-    from mlperf_train.errors import UsageError
-
     source, data_dir = Path(source), Path(data_dir)
-    lacking = missing(source)
-    if lacking:
-        raise UsageError(f"{source}: not the COCO 2017 layout; missing {', '.join(lacking)}")
+    require(source)
     if source.resolve() == data_dir.resolve():
         return
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -186,16 +186,12 @@ class MaskrcnnBenchmark(Benchmark):
     def open_data(self, state, dataset):
         s, env = state.settings, state.env
         root = Path(dataset.root)
-        missing = layout.missing(root)
-        if missing:
-            raise UsageError(f"{root}: not the COCO 2017 layout; missing {', '.join(missing)}")
+        layout.require(root)
         # Train: images without usable boxes dropped, crowd objects out of the targets
         # (spec §1); test: every image.
         state.train_index = CocoIndex(root, "train", skip_empty=True, skip_crowd=True, skip_degenerate=True)
         state.val_index = CocoIndex(root, "val", skip_empty=False, skip_crowd=True)
-        if state.train_index.num_classes + 1 != s.num_classes:
-            raise UsageError(f"{root}: the data has {state.train_index.num_classes} categories; "
-                             f"settings.num_classes = {s.num_classes} must be that + 1 (background)")
+        layout.require_classes(s.num_classes, state.train_index.num_classes, root)
         portrait = []
         for i in range(len(state.train_index)):
             record = state.train_index.record(i)

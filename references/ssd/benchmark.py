@@ -114,15 +114,11 @@ class SsdBenchmark(Benchmark):
     def open_data(self, state, dataset):
         s, env = state.settings, state.env
         root = Path(dataset.root)
-        missing = layout.missing(root)
-        if missing:
-            raise UsageError(f"{root}: not a COCO 2017 folder: missing {', '.join(missing)}")
+        layout.require(root)
         # spec §1: images without annotations are dropped; crowd boxes are ordinary ground truth
         state.train_index = CocoIndex(root, "train", skip_empty=True, skip_crowd=False)
         state.val_index = CocoIndex(root, "val", skip_empty=True, skip_crowd=False)
-        if state.train_index.num_classes + 1 != s.num_classes:
-            raise UsageError(f"settings.num_classes = {s.num_classes}: the data has "
-                             f"{state.train_index.num_classes} categories + background")
+        layout.require_classes(s.num_classes, state.train_index.num_classes, root)
         train = TrainImages(state.train_index, s.image_size, state.max_samples, state.dboxes)
         state.sampler = torch.utils.data.DistributedSampler(train, num_replicas=env.world_size, rank=env.rank,
                                                             shuffle=True, seed=env.seed, drop_last=False)
