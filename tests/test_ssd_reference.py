@@ -3,6 +3,7 @@
 (gathered predictions equal to one process's mAP on the same weights; the CLI under torchrun);
 presets, the missing-backbone refusal, COCO evaluation on a hand-made case; the small preset
 to target (slow)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -69,6 +70,30 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) in (0, 1)
     findings = capsys.readouterr().out.splitlines()
     assert all("no evaluation reached the target" in line and "the target preset" in line for line in findings), findings
+    assert all("eval_accuracy" in line for line in official_errors(path))
+
+
+def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_path, tiny_data, capsys):
+    """Issue 13 item 6: the reference preset's hparams, ruleset cadence (first evaluation after
+    epoch 40: one block (1, 40)) and closed checks, on the tiny data and model (the only
+    change: the settings, so 40 epochs take seconds)."""
+    reference = load_preset(ROOT / "hparams/ssd/reference.yaml", settings_class=SsdSettings, expected_benchmark="ssd")
+    preset = dataclasses.replace(reference, max_epochs=40, settings=SsdSettings(**TINY_SETTINGS))
+    log = ResultLog(tmp_path / "result_0.txt")
+    outcome = engine.run_once(BENCHMARK, preset, benchmark_rules("ssd"), RunEnv(), log, seed=5,
+                              data_root=tiny_data, submission=engine.Submission("test", "1xcpu", "closed"),
+                              cache_cleared=False)
+    path = log.close(finished=outcome.ended_by_rules)
+    assert outcome.ended_by_rules and outcome.epochs == 40, outcome.reason
+    events = read_events(path)
+    assert [(e["metadata"]["first_epoch_num"], e["metadata"]["epoch_count"])
+            for e in events if e["key"] == "block_start"] == [(1, 40)]
+    assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"] == [40]
+    values = {e["key"]: e["value"] for e in events}
+    assert values["global_batch_size"] == 256 and values["opt_learning_rate_warmup_steps"] == 300
+    assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) == 1
+    findings = capsys.readouterr().out.splitlines()
+    assert findings and all("no evaluation reached the target 0.23" in line for line in findings), findings
     assert all("eval_accuracy" in line for line in official_errors(path))
 
 
