@@ -73,15 +73,18 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     assert all("eval_accuracy" in line for line in official_errors(path))
 
 
-def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_path, tiny_data, capsys):
+def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_path, capsys):
     """Issue 13 item 6: the reference preset's hparams, ruleset cadence (first evaluation after
-    epoch 40: one block (1, 40)) and closed checks, on the tiny data and model (the only
-    change: the settings, so 40 epochs take seconds)."""
+    epoch 40: one block (1, 40)) and closed checks, on the tiny model and 4 + 4 generated
+    images (the only change: the settings, so 40 epochs take seconds)."""
+    settings = SsdSettings(**{**TINY_SETTINGS, "synth_train": 4, "synth_val": 4})
+    data = tmp_path / "coco"
+    BENCHMARK.generate_small(data, settings, seed=0)
     reference = load_preset(ROOT / "hparams/ssd/reference.yaml", settings_class=SsdSettings, expected_benchmark="ssd")
-    preset = dataclasses.replace(reference, max_epochs=40, settings=SsdSettings(**TINY_SETTINGS))
+    preset = dataclasses.replace(reference, max_epochs=40, settings=settings)
     log = ResultLog(tmp_path / "result_0.txt")
     outcome = engine.run_once(BENCHMARK, preset, benchmark_rules("ssd"), RunEnv(), log, seed=5,
-                              data_root=tiny_data, submission=engine.Submission("test", "1xcpu", "closed"),
+                              data_root=data, submission=engine.Submission("test", "1xcpu", "closed"),
                               cache_cleared=False)
     path = log.close(finished=outcome.ended_by_rules)
     assert outcome.ended_by_rules and outcome.epochs == 40, outcome.reason
@@ -93,7 +96,9 @@ def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_pa
     assert values["global_batch_size"] == 256 and values["opt_learning_rate_warmup_steps"] == 300
     assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) == 1
     findings = capsys.readouterr().out.splitlines()
-    assert findings and all("no evaluation reached the target 0.23" in line for line in findings), findings
+    # only the target: closed_ssd.yaml's eval_accuracy >= 0.230 and our own "not reached"
+    assert any("no evaluation reached the target 0.23" in line for line in findings), findings
+    assert all("eval_accuracy" in line or "no evaluation reached the target 0.23" in line for line in findings), findings
     assert all("eval_accuracy" in line for line in official_errors(path))
 
 
