@@ -73,10 +73,13 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     assert all("eval_accuracy" in line for line in official_errors(path))
 
 
-def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_path, capsys):
+def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_path, capsys, monkeypatch):
     """Issue 13 item 6: the reference preset's hparams, ruleset cadence (first evaluation after
     epoch 40: one block (1, 40)) and closed checks, on the tiny model and 4 + 4 generated
-    images (the only change: the settings, so 40 epochs take seconds)."""
+    images (the only change: the settings, so 40 epochs take seconds). The untimed FLOPs
+    count (a step on 256 generated images, half this test's time) is left out: the one-block
+    test above covers it."""
+    monkeypatch.setattr(engine, "_log_flops", lambda *args: True)
     settings = SsdSettings(**{**TINY_SETTINGS, "synth_train": 4, "synth_val": 4})
     data = tmp_path / "coco"
     BENCHMARK.generate_small(data, settings, seed=0)
@@ -160,8 +163,7 @@ def test_rulesets_with_evaluation_inside_an_epoch_are_not_runnable():
         assert not benchmark_rules("ssd", ruleset).runnable
 
 
-@pytest.mark.slow
-@pytest.mark.beyond_ci  # fails today: the small preset is not calibrated (see its README)
+@pytest.mark.slow   # seed 1: mAP 0.154 after 14 epochs, 174 s from run_start (loaded box; README)
 def test_small_preset_reaches_its_target(tmp_path):
     result = run_cli("run", "ssd", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "test",
                      timeout=1500)
