@@ -40,18 +40,15 @@ HTML_FILE, JSON_FILE = "report.html", "report.json"
 
 
 def benchmark_folders(folders) -> list[Path]:
-    """Each given folder that holds ``result_*.txt``; otherwise its subfolders that do."""
-    found = []
+    """Each given folder that holds ``result_*.txt``; otherwise every folder below it that does
+    (``score.result_folders``)."""
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt, or their parent)")
-        if score.result_files(folder):
-            found.append(folder)
-            continue
-        inner = sorted(sub for sub in folder.iterdir() if sub.is_dir() and score.result_files(sub))
-        if not inner:
-            raise UsageError(f"{folder}: no result_*.txt in it or in its subfolders")
-        found += inner
+            raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt, or a folder above them)")
+    found = [Path(path) for path in score.result_folders(folders)]
+    for folder in found:
+        if not score.result_files(folder):
+            raise UsageError(f"{folder}: no result_*.txt in it or in any folder below it")
     return found
 
 
