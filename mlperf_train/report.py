@@ -172,6 +172,7 @@ def figure(benchmark: str, runs: list[dict]) -> str:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     with_throughput = any(r["throughput"] for r in runs)
     fig, axes = plt.subplots(1, 2 if with_throughput else 1, figsize=(12, 4.2), dpi=100, squeeze=False)
@@ -213,6 +214,7 @@ def figure(benchmark: str, runs: list[dict]) -> str:
             if points:
                 ax2.plot([p["epoch"] for p in points], [p["samples_per_second"] for p in points], marker=".",
                          color=colours(number, run), linewidth=1.0)
+        ax2.xaxis.set_major_locator(MaxNLocator(integer=True))   # units are whole epochs / generations
         ax2.set_xlabel("unit (epoch_num)")
         ax2.set_ylabel("training samples / s")
         ax2.set_title(f"{benchmark}: training throughput per unit", fontsize=9)
