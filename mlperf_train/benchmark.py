@@ -158,10 +158,11 @@ class LogEvent:
 @dataclasses.dataclass(frozen=True)
 class TrainStats:
     """What ``train_epoch`` reports for this rank: the work done (samples, for
-    throughput), the mean loss, and events to log."""
+    throughput), the mean loss (None: not reported; NaN or infinite: the training diverged,
+    and the engine aborts the run), and events to log."""
 
     num_samples: int
-    loss: float = float("nan")
+    loss: float | None = None
     events: Sequence[LogEvent] = ()
 
 

@@ -24,6 +24,7 @@ off it, and the run's scored time is the first passing checkpoint's save time
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 from pathlib import Path
 from typing import Any, Mapping
@@ -301,6 +302,7 @@ class _Loop:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.num_samples = 0
         self.train_ms = 0
+        self.last_loss = None
 
     def run(self) -> None:
         preset, outcome = self.preset, self.outcome
@@ -312,6 +314,9 @@ class _Loop:
                     "first_epoch_num": epoch,
                     "epoch_count": min(self.cadence.epochs_until_next_eval(epoch), preset.max_epochs - epoch + 1)})
             saved_ms = self.train(epoch)
+            if self.diverged(epoch):
+                self.log.end("block_stop", time_ms=clock.now_ms(), metadata={"first_epoch_num": block_first_epoch})
+                return
             # Only at scheduled points: a run may stop, and be judged converged, only there
             # (an extra evaluation at the unit cap could declare success off the schedule).
             if self.cadence.is_eval_epoch(epoch) or self.off_clock:
@@ -348,7 +353,20 @@ class _Loop:
         log.event(THROUGHPUT_KEY, unit_samples / max(stop_ms - start_ms, 1) * 1000.0, time_ms=stop_ms,
                   metadata={"epoch_num": epoch, "samples": unit_samples})
         self.progress.on_epoch(epoch, self.preset.max_epochs, stats, (stop_ms - start_ms) / 1000.0)
+        self.last_loss = stats.loss
         return saved_ms
+
+    def diverged(self, epoch: int) -> bool:
+        """A NaN or infinite training loss does not come back: the run is aborted after this
+        unit instead of training on to the unit cap. Rank 0 decides, so every rank stops
+        at the same unit."""
+        loss = self.last_loss
+        bad = loss is not None and not math.isfinite(float(loss))
+        if not self.env.broadcast_object(bad):
+            return False
+        self.outcome.status, self.outcome.ended_by_rules = ABORTED, True
+        self.outcome.reason = f"training diverged: loss {loss} in {self.benchmark.unit} {epoch}"
+        return True
 
     def save_checkpoint(self, epoch: int) -> int:
         """Save this unit's model (every rank: the reference decides who writes), stamp it

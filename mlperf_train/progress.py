@@ -127,8 +127,9 @@ class ConsoleProgress(Progress):
         if not self.enabled:
             return
         rate = stats.num_samples / seconds if seconds > 0 else float("inf")
-        print(f"  {self.label} {self.unit} {epoch}/{max_epochs}: {seconds:.1f} s, {rate:,.0f} samples/s/rank, "
-              f"loss {stats.loss:.4f}", file=self.stream, flush=True)
+        loss = "" if stats.loss is None else f", loss {stats.loss:.4f}"
+        print(f"  {self.label} {self.unit} {epoch}/{max_epochs}: {seconds:.1f} s, {rate:,.0f} samples/s/rank{loss}",
+              file=self.stream, flush=True)
 
     def on_eval(self, epoch: int, quality_value, target, scored_seconds: float | None = None) -> None:
         if not self.enabled:

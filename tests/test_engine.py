@@ -84,6 +84,17 @@ def test_epoch_cap_aborts(tmp_path):
     assert keys(events)[-1] == "run_stop"
 
 
+def test_a_non_finite_training_loss_aborts_the_run_after_that_unit(tmp_path):
+    """A diverged run stops at once instead of training on NaN to the unit cap (Mask R-CNN's
+    small preset diverged in 2 of 5 seeds and trained 340 s on NaN before this)."""
+    _, outcome, events = run_toy(tmp_path, toy_preset(target=0.9, max_epochs=6, nan_loss_in_epoch=2))
+    assert outcome.status == "aborted" and outcome.ended_by_rules and outcome.epochs == 2
+    assert outcome.reason == "training diverged: loss nan in epoch 2"
+    assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "epoch_stop"] == [1, 2]
+    assert keys(events)[-2:] == ["block_stop", "run_stop"]
+    assert only(events, "run_stop")["metadata"]["status"] == "aborted"
+
+
 def test_sigterm_aborts_and_reraises(tmp_path):
     previous = signal.signal(signal.SIGTERM, engine.raise_on_signal)
     try:

@@ -29,6 +29,7 @@ class ToySettings:
     exit_in_epoch: int = 0      # the process dies at once (os._exit), as on a hardware fault
     fault_rank: int = -1        # the rank that crashes, gets the signal or dies; -1: every rank
     epoch_seconds: float = 0.0
+    nan_loss_in_epoch: int = 0  # the training loss is NaN from this epoch on (a divergence)
 
 
 @dataclasses.dataclass
@@ -93,7 +94,8 @@ class ToyBenchmark(Benchmark):
             time.sleep(5)  # the signal arrives during this sleep
         time.sleep(state.settings.epoch_seconds)
         progress(100, 100)
-        return TrainStats(num_samples=100, loss=1.0 / epoch)
+        diverged = 0 < state.settings.nan_loss_in_epoch <= epoch
+        return TrainStats(num_samples=100, loss=float("nan") if diverged else 1.0 / epoch)
 
     def evaluate(self, state, epoch):
         self.calls.append(f"eval {epoch}")
