@@ -1,6 +1,8 @@
 """Evaluate saved GNMT weights on the tiny preset's data, on every rank of a torchrun group.
 
-    python gnmt_eval_worker.py DATA_DIR WEIGHTS OUT.json
+    python gnmt_eval_worker.py DATA_DIR WEIGHTS OUT.json [PRESET.yaml]
+
+PRESET (default ``hparams/gnmt/tiny.yaml``) gives the model's settings the weights were saved with.
 """
 import json
 import sys
@@ -17,8 +19,11 @@ from references.gnmt import metric  # noqa: E402
 from references.gnmt.benchmark import BENCHMARK, GNMTSettings  # noqa: E402
 
 
-def evaluate(data_dir: str, weights: str, env: RunEnv) -> dict:
-    preset = load_preset(HPARAMS_DIR / "gnmt" / "tiny.yaml", None, "closed", GNMTSettings)
+TINY = HPARAMS_DIR / "gnmt" / "tiny.yaml"
+
+
+def evaluate(data_dir: str, weights: str, env: RunEnv, preset_path=TINY) -> dict:
+    preset = load_preset(Path(preset_path), None, "closed", GNMTSettings)
     env.seed_everything(7)
     state = BENCHMARK.init(preset, env, Artifacts(Path(data_dir) / "artifacts"))
     state.raw_model.load_state_dict(torch.load(weights))
@@ -39,7 +44,7 @@ def evaluate(data_dir: str, weights: str, env: RunEnv) -> dict:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     run_env = RunEnv.from_environment(device="cpu")
-    out = evaluate(sys.argv[1], sys.argv[2], run_env)
+    out = evaluate(sys.argv[1], sys.argv[2], run_env, *sys.argv[4:5])
     if run_env.is_main:
         Path(sys.argv[3]).write_text(json.dumps(out))
     run_env.shutdown()
