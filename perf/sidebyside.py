@@ -24,7 +24,8 @@ positive RoIs only). Prints each pair, then
 above 1 means ours is faster), and ``mfu_ours=`` / ``mfu_peer=``: counted FLOP/s (forward
 and backward; optimizer and element-wise work that the counter does not count are left
 out) over the measured fp32 peak of the op class holding most of ours' counted FLOPs
-(``perf/peak.py``: ``mlperf_train.roofline``'s measurement; issue 17's definition). Run it through ``/work/bin/heavy`` (one thread) on a shared machine.
+(``perf/peak.py``: ``mlperf_train.roofline``'s measurement; issue 17's definition). Run it
+through ``/work/bin/heavy`` (one thread) on a shared machine.
 
 Adding a reference is a ``*_case`` function of a few lines and one entry in ``CASES``.
 """
@@ -366,7 +367,8 @@ def main() -> None:
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default=None,
                         help="resnet: force a layout (default: what init picks for the device)")
     parser.add_argument("--size", choices=["full", "small"], default="full", help="resnet: model and batch size")
-    parser.add_argument("--batch", type=int, default=None, help="resnet, maskrcnn, minigo: batch size (default: resnet 32 full, preset small; maskrcnn 2; "
+    parser.add_argument("--batch", type=int, default=None,
+                        help="resnet, maskrcnn, minigo: batch size (default: resnet 32 full, preset small; maskrcnn 2; "
                              "minigo 4096)")
     parser.add_argument("--preset", default="small.yaml", help="ncf: the hparams file under hparams/<bench>/")
     parser.add_argument("--data", type=Path, default=None, help="ncf: a prepared dataset (default: the small one)")
