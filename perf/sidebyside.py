@@ -242,7 +242,8 @@ def maskrcnn_case(args) -> Case:
     # our SGD sets weight decay per group (weights 1e-4, biases 0), not in its defaults; the
     # peer decays every parameter by 1e-4, as torchvision's detection recipe
     peer_step = peers.maskrcnn_peer(images, peer_targets, same_optimizer(state.optimizer, weight_decay=1e-4),
-                                    s.num_classes, state.min_size, state.max_size, 1000 // len(images), s.roi_batch_size_per_image)
+                                    s.num_classes, state.min_size, state.max_size, 1000 // len(images),
+                                    s.roi_batch_size_per_image)
     return Case(f"maskrcnn: the reference's network (width {s.width}, FPN {s.fpn_channels}, FC {s.fc_dim}, "
                 f"{s.roi_batch_size_per_image} RoIs/image), batch {batch.num_samples} of {tuple(sizes[0])} px; peer "
                 f"torchvision maskrcnn_resnet50_fpn", train_side(bench, state, batch),
