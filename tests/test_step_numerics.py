@@ -247,3 +247,30 @@ def test_minigo_train_step_is_plain_policy_value_and_l2_loss():
     expected = loss.detach(), [g.detach() for g in torch.autograd.grad(loss, parameters)]
     _assert_same(expected, _grads_after(lambda: BENCHMARK.train_step(state, {"planes": planes, "pi": pi, "z": z}),
                                         parameters))
+
+
+def test_minigo_in_place_blocks_keep_loss_and_gradients():
+    """MiniGo's forward with in-place ReLUs and residual add (issue 18) against the plain
+    out-of-place formulation it replaced: the same loss and gradients."""
+    from references.minigo.model import DualNet
+
+    def plain(model, x):
+        h = torch.relu(model.stem[1](model.stem[0](x)))
+        for block in model.trunk:
+            y = torch.relu(block.bn1(block.conv1(h)))
+            h = torch.relu(h + block.bn2(block.conv2(y)))
+        logits = model.policy_fc(torch.relu(model.policy_conv[1](model.policy_conv[0](h))).flatten(1))
+        v = torch.relu(model.value_fc1(torch.relu(model.value_conv[1](model.value_conv[0](h))).flatten(1)))
+        return logits, torch.tanh(model.value_fc2(v)).squeeze(1)
+
+    torch.manual_seed(0)
+    model = DualNet(filters=8, blocks=2, value_fc=8)
+    planes = (torch.rand(5, 17, 9, 9) < 0.3).float()
+    pi, z = torch.softmax(torch.randn(5, 82), dim=1), torch.tensor([1.0, -1, 1, -1, 1])
+
+    def loss_and_grads(forward):
+        logits, value = forward(planes)
+        loss = -(pi * F.log_softmax(logits, dim=1)).sum(1).mean() + F.mse_loss(value, z)
+        return loss.detach(), [g.detach() for g in torch.autograd.grad(loss, list(model.parameters()))]
+    expected = loss_and_grads(lambda x: plain(model, x))
+    _assert_same(expected, loss_and_grads(model), rtol=1e-6, atol=1e-7)
