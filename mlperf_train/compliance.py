@@ -255,6 +255,8 @@ def check_log(path: str, ruleset: str | None = None) -> list[str]:
     usable MLPerf log. The same judgement as ``score`` (``verdict.judge``)."""
     from mlperf_train import verdict
 
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: a folder with no result_*.txt in it or below it")
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     judged = verdict.judge(path, ruleset)
@@ -263,13 +265,27 @@ def check_log(path: str, ruleset: str | None = None) -> list[str]:
     return [str(f) for f in judged.findings]
 
 
+def _log_files(paths, score) -> list[str]:
+    """Files as given; a folder stands for the ``result_*.txt`` in it or in any folder below it."""
+    logs = []
+    for path in paths:
+        if not os.path.isdir(path):
+            logs.append(path)
+            continue
+        found = [log for folder in score.result_folders([path]) for log in score.result_files(folder)]
+        logs += found or [path]   # none: reported as not a log file
+    return logs
+
+
 def main(args) -> int:
     """``mlperf-train check``: every finding on its own line, prefixed by the log's path;
     0 when every log is a compliant, converged run, 1 when one is not, 2 on unusable input."""
     import sys
 
+    from mlperf_train import score
+
     worst = EXIT_CLEAN
-    for path in args.logs:
+    for path in _log_files(args.logs, score):
         try:
             problems = check_log(path, args.ruleset)
         except UsageError as error:

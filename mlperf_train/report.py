@@ -40,18 +40,15 @@ HTML_FILE, JSON_FILE = "report.html", "report.json"
 
 
 def benchmark_folders(folders) -> list[Path]:
-    """Each given folder that holds ``result_*.txt``; otherwise its subfolders that do."""
-    found = []
+    """Each given folder that holds ``result_*.txt``; otherwise every folder below it that does
+    (``score.result_folders``)."""
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt, or their parent)")
-        if score.result_files(folder):
-            found.append(folder)
-            continue
-        inner = sorted(sub for sub in folder.iterdir() if sub.is_dir() and score.result_files(sub))
-        if not inner:
-            raise UsageError(f"{folder}: no result_*.txt in it or in its subfolders")
-        found += inner
+            raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt, or a folder above them)")
+    found = [Path(path) for path in score.result_folders(folders)]
+    for folder in found:
+        if not score.result_files(folder):
+            raise UsageError(f"{folder}: no result_*.txt in it or in any folder below it")
     return found
 
 
@@ -175,6 +172,7 @@ def figure(benchmark: str, runs: list[dict]) -> str:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     with_throughput = any(r["throughput"] for r in runs)
     fig, axes = plt.subplots(1, 2 if with_throughput else 1, figsize=(12, 4.2), dpi=100, squeeze=False)
@@ -216,6 +214,7 @@ def figure(benchmark: str, runs: list[dict]) -> str:
             if points:
                 ax2.plot([p["epoch"] for p in points], [p["samples_per_second"] for p in points], marker=".",
                          color=colours(number, run), linewidth=1.0)
+        ax2.xaxis.set_major_locator(MaxNLocator(integer=True))   # units are whole epochs / generations
         ax2.set_xlabel("unit (epoch_num)")
         ax2.set_ylabel("training samples / s")
         ax2.set_title(f"{benchmark}: training throughput per unit", fontsize=9)

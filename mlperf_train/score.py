@@ -63,6 +63,21 @@ def result_files(folder: str | Path) -> list[str]:
     return sorted((p for p in paths if os.path.isfile(p)), key=_run_order)
 
 
+def result_folders(paths) -> list[str]:
+    """Each given folder that holds ``result_*.txt`` itself; in place of any other folder, every
+    folder below it that does (``<output>/<system>/<benchmark>/``, a submitter's ``results/``
+    tree), in path order. A folder with none anywhere below is kept, so that it is reported as
+    unusable. Non-folders are returned as given (the caller says what they are)."""
+    found = []
+    for path in map(os.fspath, paths):
+        if not os.path.isdir(path) or result_files(path):
+            found.append(path)
+            continue
+        inner = sorted(root for root, dirs, _ in os.walk(path) if result_files(root))
+        found += inner or [path]
+    return found
+
+
 def olympic_mean(minutes: list[float], drop_slowest: int = 1) -> float | None:
     """Mean after dropping the fastest run and ``drop_slowest`` slowest runs."""
     kept = sorted(minutes)[1:len(minutes) - drop_slowest]
@@ -218,8 +233,8 @@ def main(args) -> int:
     """``mlperf-train score``: 0 when every folder is valid, 1 otherwise, 2 when one is unusable."""
     for folder in args.folders:
         if not os.path.isdir(folder):
-            raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt)")
-    scores = [score_folder(folder, args.ruleset) for folder in args.folders]
+            raise UsageError(f"{folder}: not a folder (give folders holding result_*.txt, or a folder above them)")
+    scores = [score_folder(folder, args.ruleset) for folder in result_folders(args.folders)]
     if getattr(args, "json", False):
         print(json.dumps([s.as_dict() for s in scores], indent=2))
     elif getattr(args, "csv", False):

@@ -112,3 +112,60 @@ def test_selfplay_records_examples_and_resigns_when_lost():
                              resign_disabled_fraction=0.0)
     records = play.play_games(2, losing_for_black, losing_for_black, params, rng, selfplay=True)
     assert all(r.resigned and r.result == WHITE and len(r.moves) == 0 for r in records)
+
+
+def test_softpick_never_draws_a_pass_but_pi_keeps_its_visits():
+    """Both references exclude pass from the soft-pick ([R05] ``cdf /= cdf[-2]``, [R06]
+    ``PickMove``): a pass with most of the visits is still not drawn early in the game; it is
+    played only when it holds every visit. pi keeps the pass's share (the training target)."""
+    root = mcts.Node(go.from_moves([point(4, 4)]))
+    root.child_N[PASS], root.child_N[point(0, 0)] = 30.0, 1.0
+    rng = np.random.default_rng(0)
+    picks = {play._pick(root, True, 0.98, rng)[0] for _ in range(200)}
+    assert picks == {point(0, 0)}
+    _, pi = play._pick(root, True, 0.98, rng)
+    assert pi[PASS] > 0.9 and abs(pi.sum() - 1) < 1e-5
+    root.child_N[point(0, 0)] = 0.0
+    assert play._pick(root, True, 0.98, rng)[0] == PASS
+    root.child_N[point(0, 0)] = 1.0
+    assert play._pick(root, False, 0.98, rng)[0] == PASS        # after the soft-pick moves: argmax
+
+
+@pytest.mark.parametrize("to_play, value, expected", [(WHITE, 0.95, 1.0), (BLACK, -0.9, -1.0), (BLACK, 0.5, 0.3)])
+def test_new_children_start_at_the_penalised_value_clamped_to_a_sure_result(to_play, value, expected):
+    """[R06]: children start at the node's value minus value_init_penalty for the side to
+    move, clamped to [-1, 1], so an unvisited move never looks worse than a sure loss (a
+    pass into the opponent's winning double pass)."""
+    node = mcts.Node(from_stones([point(4, 4)], [point(3, 3)], to_play))
+    node.expand(np.full(82, 1 / 82, np.float32), value, mcts.SearchParams(value_init_penalty=0.2))
+    assert np.allclose(node.child_W, expected)
+
+
+def test_value_targets_are_blacks_result_for_both_sides_to_move():
+    """z is the game's result from Black's view for every position, whoever is to move, and
+    the colour plane says who is: the value head's sign convention (spec section 3)."""
+    moves = [point(4, 4), point(3, 3), point(2, 2), PASS]
+    for result in (BLACK, WHITE):
+        record = play.GameRecord(moves, result, False)
+        position = go.Position()
+        for move in moves:
+            record.planes.append(features.planes(position).astype(np.uint8))
+            record.pis.append(np.eye(82, dtype=np.float32)[move])
+            position = position.play(move)
+        chunk = train.records_to_chunk([record])
+        assert np.all(chunk["z"] == result)
+        assert chunk["planes"][:, 16].reshape(4, -1).max(1).tolist() == [1, 0, 1, 0]
+        assert chunk["pi"][3, PASS] == 1
+
+
+def test_symmetric_examples_keep_the_pass_index():
+    rng = np.random.default_rng(3)
+    chunk = {"planes": np.zeros((16, features.NUM_PLANES, 9, 9), np.uint8),
+             "pi": np.tile(np.eye(82, dtype=np.float32)[[PASS]], (16, 1)), "z": np.ones(16, np.float32)}
+    chunk["planes"][:, 0, 0, 1] = 1
+    chunk["pi"][:, point(0, 1)] = 1.0
+    examples = train.select_examples([chunk], 1.0, rng)
+    assert np.all(examples["pi"][:, PASS] == 1)
+    moved = examples["planes"][:, 0].reshape(16, 81)
+    assert np.array_equal(moved, examples["pi"][:, :81])        # the stone and pi's point moved alike
+    assert len({int(np.argmax(m)) for m in moved}) > 1

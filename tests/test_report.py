@@ -100,3 +100,25 @@ def test_a_system_folder_stands_for_its_benchmark_folders_and_bad_input_is_one_l
     assert cli.main(["report", str(tmp_path / "nothing"), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "nothing: not a folder" in err, err
+
+
+def test_a_log_root_stands_for_every_benchmark_folder_below_it(tmp_path, capsys):
+    """``run --output out`` writes ``out/<system>/<benchmark>/``; ``score``, ``check`` and
+    ``report`` given ``out`` (or a submitter's ``results/``) find every such folder."""
+    from mlperf_train import cli, score
+
+    results = ROOT / "tests/data/mlperf_results/v0.7/Google/results"
+    found = report.benchmark_folders([results])
+    assert SSD in found and len(found) >= 2 and found == sorted(found)
+    assert report.benchmark_folders([OURS.parent]) == [OURS / "ncf"]
+    assert score.result_folders([str(OURS.parent)]) == [str(OURS / "ncf")]
+    assert cli.main(["score", str(OURS.parent)]) in (0, 1)           # scored, not "no result_*.txt"
+    assert "ncf" in capsys.readouterr().out
+    empty = tmp_path / "empty" / "sys"
+    empty.mkdir(parents=True)
+    assert cli.main(["report", str(tmp_path / "empty"), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no result_*.txt" in err, err
+    assert cli.main(["check", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no result_*.txt" in err, err

@@ -3,6 +3,7 @@
 (gathered predictions equal to one process's mAP on the same weights; the CLI under torchrun);
 presets, the missing-backbone refusal, COCO evaluation on a hand-made case; the small preset
 to target (slow)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -72,6 +73,38 @@ def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, ca
     assert all("eval_accuracy" in line for line in official_errors(path))
 
 
+def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_path, capsys, monkeypatch):
+    """Issue 13 item 6: the reference preset's hparams, ruleset cadence (first evaluation after
+    epoch 40: one block (1, 40)) and closed checks, on the tiny model and 4 + 4 generated
+    images (the only change: the settings, so 40 epochs take seconds). The untimed FLOPs
+    count (a step on 256 generated images, half this test's time) is left out: the one-block
+    test above covers it."""
+    monkeypatch.setattr(engine, "_log_flops", lambda *args: True)
+    settings = SsdSettings(**{**TINY_SETTINGS, "synth_train": 4, "synth_val": 4})
+    data = tmp_path / "coco"
+    BENCHMARK.generate_small(data, settings, seed=0)
+    reference = load_preset(ROOT / "hparams/ssd/reference.yaml", settings_class=SsdSettings, expected_benchmark="ssd")
+    preset = dataclasses.replace(reference, max_epochs=40, settings=settings)
+    log = ResultLog(tmp_path / "result_0.txt")
+    outcome = engine.run_once(BENCHMARK, preset, benchmark_rules("ssd"), RunEnv(), log, seed=5,
+                              data_root=data, submission=engine.Submission("test", "1xcpu", "closed"),
+                              cache_cleared=False)
+    path = log.close(finished=outcome.ended_by_rules)
+    assert outcome.ended_by_rules and outcome.epochs == 40, outcome.reason
+    events = read_events(path)
+    assert [(e["metadata"]["first_epoch_num"], e["metadata"]["epoch_count"])
+            for e in events if e["key"] == "block_start"] == [(1, 40)]
+    assert [e["metadata"]["epoch_num"] for e in events if e["key"] == "eval_accuracy"] == [40]
+    values = {e["key"]: e["value"] for e in events}
+    assert values["global_batch_size"] == 256 and values["opt_learning_rate_warmup_steps"] == 300
+    assert compliance.main(types.SimpleNamespace(logs=[str(path)], ruleset=None)) == 1
+    findings = capsys.readouterr().out.splitlines()
+    # only the target: closed_ssd.yaml's eval_accuracy >= 0.230 and our own "not reached"
+    assert any("no evaluation reached the target 0.23" in line for line in findings), findings
+    assert all("eval_accuracy" in line or "no evaluation reached the target 0.23" in line for line in findings), findings
+    assert all("eval_accuracy" in line for line in official_errors(path))
+
+
 def test_two_processes_gather_the_same_map_as_one(tmp_path, tiny_data):
     out = tmp_path / "map.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
@@ -130,8 +163,7 @@ def test_rulesets_with_evaluation_inside_an_epoch_are_not_runnable():
         assert not benchmark_rules("ssd", ruleset).runnable
 
 
-@pytest.mark.slow
-@pytest.mark.beyond_ci  # fails today: the small preset is not calibrated (see its README)
+@pytest.mark.slow   # seed 1: mAP 0.154 after 14 epochs, 174 s from run_start (loaded box; README)
 def test_small_preset_reaches_its_target(tmp_path):
     result = run_cli("run", "ssd", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "test",
                      timeout=1500)

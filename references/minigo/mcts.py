@@ -6,7 +6,7 @@ few vector operations over the 82 moves.
   and U = c_puct * sqrt(max(1, N_parent - 1)) * P / (1 + N);
 - c_puct: 1.38 constant ([R05]) or 2 * (ln((1 + N + 19652) / 19652) + 1.25) ([R06]);
 - a new node's children start at W = its value minus ``value_init_penalty`` for the side
-  to move (0 in [R05], 0.2 in [R06]), which Q then averages in like a prior;
+  to move (0 in [R05], 0.2 in [R06]), clamped to [-1, 1], which Q then averages in like a prior;
 - a virtual loss (W += to_play of the leaf, a loss for the player who chose it) on every
   node of a path in flight, so one batch of ``virtual_losses`` leaves spreads out;
 - root Dirichlet noise (alpha 0.03 * 361 / 81, mix 0.25);
@@ -130,7 +130,8 @@ class Node:
         p = prior * legal
         total = p.sum()
         self.prior = (p / total if total > 0 else legal / legal.sum()).astype(np.float32)
-        self.child_W[:] = value - self.position.to_play * params.value_init_penalty
+        # [R06] clamps the penalised value to [-1, 1]: an unvisited move is never worse than a sure loss
+        self.child_W[:] = min(1.0, max(-1.0, value - self.position.to_play * params.value_init_penalty))
 
     def backup(self, value: float, root: "Node") -> None:
         node = self

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from references.minigo import features, mcts
-from references.minigo.go import BLACK, NUM_MOVES, Position
+from references.minigo.go import BLACK, PASS, Position
 
 
 def make_evaluator(model: torch.nn.Module, rng: np.random.Generator, symmetries: bool = True):
@@ -65,11 +65,18 @@ def _reroot(node: mcts.Node) -> mcts.Node:
 
 
 def _pick(root: mcts.Node, soft: bool, power: float, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """The move and the training target pi (over all 82 moves, pass included). Soft-pick
+    samples among the 81 points only, as both references do ([R05] ``cdf /= cdf[-2]``,
+    [R06] ``PickMove``): a pass is never drawn at random early in the game, only played
+    when it has all the visits."""
     counts = root.child_N.astype(np.float64)
     if soft:
         weights = counts ** power
         pi = weights / weights.sum()
-        return int(rng.choice(NUM_MOVES, p=pi)), pi.astype(np.float32)
+        points = weights[:PASS]
+        if points.sum() <= 0:
+            return PASS, pi.astype(np.float32)
+        return int(rng.choice(PASS, p=points / points.sum())), pi.astype(np.float32)
     pi = counts / counts.sum()
     best = np.flatnonzero(counts == counts.max())
     return int(rng.choice(best)), pi.astype(np.float32)

@@ -6,18 +6,30 @@ writes generated COCO in the real layout (``references/coco/synthetic.py``) and 
 narrow ResNet-34 on crops of its objects, untimed (``references/coco/pretrain.py``), saved as
 the small preset's backbone artifact in torchvision's ``resnet34`` state-dict format - as the
 reference starts from ImageNet weights.
+
+A classifier fixes its features only up to scale (the linear head absorbs it), but SSD's
+Xavier-initialised extra layers and heads do not: with the pretrained trunk's 38×38 map at
+rms ~2.5 the width-8 model collapsed to "background" within 20 steps and never learned
+(references/ssd/README.md). So before saving, the trunk's residual stream is rescaled
+(:func:`scale_residual_stream`, exact: the whole ResNet-34 classifier computes the same
+function) to a chosen rms of the 38×38 map on whole training images.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from mlperf_train.benchmark import ARTIFACTS_DIR
+from references.coco.dataset import CocoIndex
 from references.coco.pretrain import pretrain_classifier
 from references.coco.synthetic import write_coco
-from references.ssd.model import resnet34_at_width
+from references.ssd.data import EvalImages
+from references.ssd.model import Backbone, resnet34_at_width
+
+MEASURE_IMAGES = 32      # whole train images on which the 38×38 map's rms is measured
 
 
 class _Trunk(nn.Module):
@@ -34,6 +46,50 @@ class _Trunk(nn.Module):
         return n.layer3(n.layer2(n.layer1(x)))
 
 
+def _scale_affine(bn: nn.BatchNorm2d, factor: float) -> None:
+    bn.weight.mul_(factor)
+    bn.bias.mul_(factor)
+
+
+def _scale_input_statistics(bn: nn.BatchNorm2d, factor: float) -> None:
+    bn.running_mean.mul_(factor)
+    bn.running_var.mul_(factor ** 2)
+
+
+@torch.no_grad()
+def scale_residual_stream(net: nn.Module, factor: float) -> None:
+    """Multiply the residual stream of a torchvision ResNet-34 (``BasicBlock``s), from the
+    stem through layer3, by ``factor`` > 0, in place: the affine parameters of every BN that
+    writes into it (stem ``bn1``, each block's ``bn2``, layer1-3 downsample BNs) scale by
+    ``factor``; the running statistics of every BN that reads it (each block's ``bn1``, every
+    downsample BN) by ``factor`` and ``factor²``. ReLU and max-pooling commute with a
+    positive factor, so layer1..layer3 outputs are ``factor`` times the old ones (train and
+    eval mode) and layer4, whose BNs read them, gives the same output as before (eval mode,
+    up to BN's eps): the classifier is unchanged."""
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    _scale_affine(net.bn1, factor)
+    for layer in (net.layer1, net.layer2, net.layer3):
+        for block in layer:
+            _scale_input_statistics(block.bn1, factor)
+            _scale_affine(block.bn2, factor)
+            if block.downsample is not None:
+                _scale_input_statistics(block.downsample[1], factor)
+                _scale_affine(block.downsample[1], factor)
+    first = net.layer4[0]           # reads layer3's output and writes an unscaled stream
+    _scale_input_statistics(first.bn1, factor)
+    _scale_input_statistics(first.downsample[1], factor)
+
+
+@torch.no_grad()
+def feature_rms(net: nn.Module, images: torch.Tensor) -> float:
+    """Root mean square of SSD's 38×38 backbone map (``model.Backbone``, train-mode batch
+    statistics as in training) of ``net`` on ``images`` (B, 3, 300, 300); ``net`` is left
+    unchanged."""
+    backbone = Backbone(copy.deepcopy(net)).train()
+    return float(backbone(images).pow(2).mean().sqrt())
+
+
 def generate_small(data_dir: Path, settings, seed: int) -> None:
     """Generated COCO under ``data_dir`` and ``artifacts/<settings.backbone_file>``."""
     write_coco(data_dir, num_train=settings.synth_train, num_val=settings.synth_val,
@@ -43,6 +99,10 @@ def generate_small(data_dir: Path, settings, seed: int) -> None:
     net = resnet34_at_width(settings.width)
     if settings.pretrain_steps > 0:
         pretrain_classifier(_Trunk(net), 4 * settings.width, data_dir, steps=settings.pretrain_steps, seed=seed)
+    index = CocoIndex(data_dir, "train", skip_empty=True, skip_crowd=False)
+    whole = EvalImages(index, settings.image_size, range(min(MEASURE_IMAGES, len(index.image_ids))))
+    images = torch.stack([whole[k][0] for k in range(len(whole))])
+    scale_residual_stream(net, settings.backbone_feature_rms / feature_rms(net, images))
     artifacts = data_dir / ARTIFACTS_DIR
     artifacts.mkdir(exist_ok=True)
     torch.save(net.state_dict(), artifacts / settings.backbone_file)
