@@ -24,13 +24,17 @@ MakeOptimizer = Callable[[Sequence[nn.Parameter]], torch.optim.Optimizer]
 Step = Callable[[], torch.Tensor]
 
 
-def _plain_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_of: Callable[[], torch.Tensor]) -> Step:
+def _plain_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_of: Callable[[], torch.Tensor],
+                clip_norm: float | None = None) -> Step:
+    """``clip_norm``: clip the gradients' global norm before the update (GNMT's recipe)."""
     model.train()
 
     def step() -> torch.Tensor:
         loss = loss_of()
         optimizer.zero_grad()
         loss.backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
         return loss.detach()
     return step
@@ -125,56 +129,86 @@ def detection_peer(model: nn.Module, images: list, targets: list, make_optimizer
 
 
 def maskrcnn_peer(images: list, targets: list, make_optimizer: MakeOptimizer, num_classes: int = 81,
-                  min_size: int = 800, max_size: int = 1333) -> Step:
-    """``torchvision.models.detection.maskrcnn_resnet50_fpn`` without weights, frozen
-    BN and trainable layers as torchvision's defaults for a pretrained backbone (3)."""
+                  min_size: int = 800, max_size: int = 1333, proposals_per_image: int = 2000,
+                  rois_per_image: int = 512) -> Step:
+    """``torchvision.models.detection.maskrcnn_resnet50_fpn`` as it is built for a
+    pretrained backbone (FrozenBatchNorm2d, 3 trainable stages: the stem and res2 frozen, as
+    the reference's), without loading weights (the speed does not depend on them)."""
     import torchvision
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=num_classes, trainable_backbone_layers=3,
-        min_size=min_size, max_size=max_size)
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    body = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    model = torchvision.models.detection.MaskRCNN(
+        _resnet_fpn_extractor(body, 3), num_classes=num_classes, min_size=min_size, max_size=max_size,
+        rpn_post_nms_top_n_train=proposals_per_image, box_batch_size_per_image=rois_per_image)
     return detection_peer(model, images, targets, make_optimizer)
 
 
-def ssd_peer(images: list, targets: list, make_optimizer: MakeOptimizer, num_classes: int = 81,
-             size: int = 300) -> Step:
-    """SSD300 on a ResNet-34 trunk (MLPerf's shape): torchvision's ``SSD`` head, anchors and
-    loss on ResNet-34's layers 1-3 (layer 3's last stride set to 1: 38×38 at 300 px) plus the
-    five extra blocks of MLPerf's SSD, giving 38/19/10/5/3/1 feature maps with 4/6/6/6/4/4
-    anchors per cell (8,732 boxes)."""
-    import torchvision
-    from torchvision.models.detection.ssd import SSD
-    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+class PeerSSD(nn.Module):
+    """SSD300 on ResNet-34 as a PyTorch user writes it from torchvision's ``resnet34``:
+    conv1..layer3 with layer3's first block at stride 1 (38×38 at 300 px), five extra
+    blocks (1×1 conv, ReLU, 3×3 conv, ReLU; MLPerf's widths scaled by ``width / 64``), a 3×3
+    location and class head per map (4/6/6/6/4/4 boxes per cell: 8,732 boxes), outputs
+    permuted to (N, boxes, 4) and (N, boxes, classes) as torchvision's SSD head does."""
 
-    class Trunk(nn.Module):
-        def __init__(self):
-            super().__init__()
-            resnet = torchvision.models.resnet34(weights=None)
-            resnet.layer3[0].conv1.stride = (1, 1)
-            resnet.layer3[0].downsample[0].stride = (1, 1)
-            self.features = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-                                          resnet.layer1, resnet.layer2, resnet.layer3)
-            extras, c_in = [], 256
-            for c_mid, c_out, stride, padding in ((256, 512, 2, 1), (256, 512, 2, 1), (128, 256, 2, 1),
-                                                  (128, 256, 1, 0), (128, 256, 1, 0)):
-                extras.append(nn.Sequential(nn.Conv2d(c_in, c_mid, 1, bias=False), nn.BatchNorm2d(c_mid),
-                                            nn.ReLU(inplace=True),
-                                            nn.Conv2d(c_mid, c_out, 3, stride, padding, bias=False),
-                                            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
-                c_in = c_out
-            self.extras = nn.ModuleList(extras)
-            self.out_channels = [256, 512, 512, 256, 256, 256]
+    def __init__(self, num_classes: int, width: int = 64):
+        super().__init__()
+        import torchvision
+        from torchvision.models.resnet import BasicBlock
+        net = torchvision.models.resnet34(weights=None)
+        if width != 64:  # the same stages at another width
+            net.inplanes = width
+            net.conv1, net.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
+            net.layer1 = net._make_layer(BasicBlock, width, 3)
+            net.layer2 = net._make_layer(BasicBlock, 2 * width, 4, stride=2)
+            net.layer3 = net._make_layer(BasicBlock, 4 * width, 6, stride=2)
+        net.layer3[0].conv1.stride = net.layer3[0].downsample[0].stride = (1, 1)
+        self.trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+        self.num_classes, channels, extras = num_classes, [4 * width], []
+        for middle, out, stride, padding in ((256, 512, 2, 1), (256, 512, 2, 1), (128, 256, 2, 1),
+                                             (128, 256, 1, 0), (128, 256, 1, 0)):
+            middle, out = middle * width // 64, out * width // 64
+            extras.append(nn.Sequential(nn.Conv2d(channels[-1], middle, 1), nn.ReLU(inplace=True),
+                                        nn.Conv2d(middle, out, 3, stride, padding), nn.ReLU(inplace=True)))
+            channels.append(out)
+        self.extras = nn.ModuleList(extras)
+        anchors = (4, 6, 6, 6, 4, 4)
+        self.loc = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(channels, anchors))
+        self.conf = nn.ModuleList(nn.Conv2d(c, a * num_classes, 3, padding=1) for c, a in zip(channels, anchors))
 
-        def forward(self, x):
-            x = self.features(x)
-            maps = {"0": x}
-            for i, block in enumerate(self.extras):
-                x = block(x)
-                maps[str(i + 1)] = x
-            return maps
+    def forward(self, x):
+        maps = [self.trunk(x)]
+        for block in self.extras:
+            maps.append(block(maps[-1]))
+        n = x.shape[0]
+        locs = torch.cat([h(m).permute(0, 2, 3, 1).reshape(n, -1, 4) for h, m in zip(self.loc, maps)], 1)
+        scores = torch.cat([h(m).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes)
+                            for h, m in zip(self.conf, maps)], 1)
+        return locs, scores
 
-    anchors = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]], steps=[8, 16, 32, 64, 100, 300])
-    model = SSD(Trunk(), anchors, (size, size), num_classes)
-    return detection_peer(model, images, targets, make_optimizer)
+
+def ssd_peer(images: torch.Tensor, offsets: torch.Tensor, labels: torch.Tensor, make_optimizer: MakeOptimizer,
+             num_classes: int = 81, width: int = 64) -> Step:
+    """images (N, 3, 300, 300); offsets (N, 8732, 4) and labels (N, 8732) int64 (0 =
+    background), encoded by the data pipeline. Loss as MLPerf's SSD: Smooth-L1 over the
+    positives' coordinates plus cross-entropy over the positives and the 3·positives hardest
+    negatives (torchvision SSD's double sort), per image over its positives, mean over images."""
+    model = PeerSSD(num_classes, width)
+    optimizer = make_optimizer(model.parameters())
+
+    def loss_of():
+        locs, scores = model(images)
+        positive = labels > 0
+        num_pos = positive.sum(1)
+        box = (F.smooth_l1_loss(locs, offsets, reduction="none").sum(2) * positive).sum(1)
+        ce = F.cross_entropy(scores.reshape(-1, num_classes), labels.reshape(-1), reduction="none").view_as(labels)
+        negative = ce.clone()
+        negative[positive] = -float("inf")
+        _, order = negative.sort(1, descending=True)
+        hard = order.sort(1)[1] < (3 * num_pos)[:, None]
+        classes = (ce * positive).sum(1) + (ce * hard).sum(1)
+        return ((box + classes) / num_pos.clamp(min=1) * (num_pos > 0)).mean()
+    return _plain_step(model, optimizer, loss_of)
 
 
 # --- GNMT: torch.nn.LSTM encoder-decoder ------------------------------------------------------
@@ -216,9 +250,10 @@ class PeerGNMT(nn.Module):
 
 
 def gnmt_peer(src, tgt, make_optimizer: MakeOptimizer, vocab_size: int, hidden: int = 1024, num_layers: int = 4,
-              dropout: float = 0.2, label_smoothing: float = 0.1) -> Step:
+              dropout: float = 0.2, label_smoothing: float = 0.1, clip_norm: float | None = 5.0) -> Step:
     """Teacher forcing on (src, tgt) (b, length) int64 padded with 0: the decoder reads tgt
-    without its last token and predicts tgt without its first."""
+    without its last token and predicts tgt without its first; the gradients' norm clipped
+    at ``clip_norm`` (GNMT's recipe)."""
     model = PeerGNMT(vocab_size, hidden, num_layers, dropout)
     optimizer = make_optimizer(model.parameters())
 
@@ -226,7 +261,7 @@ def gnmt_peer(src, tgt, make_optimizer: MakeOptimizer, vocab_size: int, hidden: 
         logits = model(src, tgt[:, :-1])
         return F.cross_entropy(logits.reshape(-1, vocab_size), tgt[:, 1:].reshape(-1), ignore_index=0,
                                label_smoothing=label_smoothing)
-    return _plain_step(model, optimizer, loss_of)
+    return _plain_step(model, optimizer, loss_of, clip_norm)
 
 
 # --- MiniGo: the policy-value network's training step -----------------------------------------
@@ -256,14 +291,18 @@ class PeerGoNet(nn.Module):
 
 
 def minigo_peer(features, policy_target, value_target, make_optimizer: MakeOptimizer, board_size: int = 19,
-                filters: int = 256, blocks: int = 19, value_cost_weight: float = 1.0) -> Step:
+                filters: int = 256, blocks: int = 19, value_fc: int = 256, value_cost_weight: float = 1.0,
+                l2_strength: float = 1e-4) -> Step:
     """features (b, planes, n, n) float; policy_target (b, n² + 1) probabilities;
-    value_target (b,) in [-1, 1]. Loss: soft cross-entropy + weighted MSE (L2 in the optimizer)."""
-    model = PeerGoNet(board_size, features.shape[1], filters, blocks)
+    value_target (b,) in [-1, 1]. Loss: soft cross-entropy + weighted MSE + L2 / 2 on the
+    kernels (MiniGo's loss; its optimizer has no weight decay)."""
+    model = PeerGoNet(board_size, features.shape[1], filters, blocks, value_fc)
     optimizer = make_optimizer(model.parameters())
+    kernels = [p for p in model.parameters() if p.dim() > 1]
 
     def loss_of():
         logits, value = model(features)
         policy_loss = -(policy_target * F.log_softmax(logits, dim=1)).sum(1).mean()
-        return policy_loss + value_cost_weight * F.mse_loss(value, value_target)
+        l2 = sum((w * w).sum() for w in kernels) * (l2_strength / 2)
+        return policy_loss + value_cost_weight * F.mse_loss(value, value_target) + l2
     return _plain_step(model, optimizer, loss_of)

@@ -8,6 +8,7 @@ Reference size: 32 filters, 9 residual blocks, value fc 64 (about 0.19 M paramet
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from references.minigo.features import NUM_PLANES
@@ -27,8 +28,12 @@ class ResidualBlock(nn.Module):
         self.bn2 = _bn(filters, decay)
 
     def forward(self, x):
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(x + self.bn2(self.conv2(y)))
+        # in place where autograd allows (BN and conv keep their inputs, ReLU its output): no
+        # fresh activation-sized buffer per op (README "Step speed")
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(y))
+        out += x
+        return F.relu(out, inplace=True)
 
 
 class DualNet(nn.Module):
@@ -38,14 +43,14 @@ class DualNet(nn.Module):
                  conv_bias: bool = False):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(NUM_PLANES, filters, 3, padding=1, bias=conv_bias),
-                                  _bn(filters, bn_decay), nn.ReLU())
+                                  _bn(filters, bn_decay), nn.ReLU(inplace=True))
         self.trunk = nn.Sequential(*[ResidualBlock(filters, bn_decay, conv_bias) for _ in range(blocks)])
         # the heads' BN has neither scale nor centre (spec section 2)
         self.policy_conv = nn.Sequential(nn.Conv2d(filters, 2, 1, bias=conv_bias), _bn(2, bn_decay, affine=False),
-                                         nn.ReLU())
+                                         nn.ReLU(inplace=True))
         self.policy_fc = nn.Linear(2 * NUM_POINTS, NUM_MOVES)
         self.value_conv = nn.Sequential(nn.Conv2d(filters, 1, 1, bias=conv_bias), _bn(1, bn_decay, affine=False),
-                                        nn.ReLU())
+                                        nn.ReLU(inplace=True))
         self.value_fc1 = nn.Linear(NUM_POINTS, value_fc)
         self.value_fc2 = nn.Linear(value_fc, 1)
         self.reset_parameters()
@@ -61,7 +66,7 @@ class DualNet(nn.Module):
     def forward(self, x: torch.Tensor):
         h = self.trunk(self.stem(x))
         logits = self.policy_fc(self.policy_conv(h).flatten(1))
-        v = torch.relu(self.value_fc1(self.value_conv(h).flatten(1)))
+        v = F.relu(self.value_fc1(self.value_conv(h).flatten(1)), inplace=True)
         return logits, torch.tanh(self.value_fc2(v)).squeeze(1)
 
     def l2_parameters(self):
