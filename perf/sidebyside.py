@@ -251,7 +251,7 @@ def maskrcnn_case(args) -> Case:
 
 
 def gnmt_case(args) -> Case:
-    """The small preset's sizes (hidden 64, vocabulary 1,024, 32 × 50 tokens): the full
+    """The small preset's sizes (hidden and vocabulary as in hparams/gnmt/small.yaml, 32 × 50 tokens): the full
     model's step (hidden 1024, vocabulary 32k, 128 × 50 tokens) takes about a minute.
     Peer: nn.LSTM layers of the same shape (perf/peers.py), the same Adam and clipping."""
     bench, state = reference("gnmt")
