@@ -15,6 +15,21 @@ def read_events(path) -> list[dict]:
             if ":::MLLOG " in line]
 
 
+def run_one_block_log(bench, preset, folder, data_root, seed: int):
+    """One run of ``preset`` through the engine in this process, its log closed as ``run``
+    closes it; returns ``(outcome, path of result_0.txt)``."""
+    from mlperf_train import engine
+    from mlperf_train.distributed import RunEnv
+    from mlperf_train.mllog import ResultLog
+    from mlperf_train.rules import benchmark_rules
+
+    log = ResultLog(Path(folder) / "result_0.txt")
+    outcome = engine.run_once(bench, preset, benchmark_rules(bench.name), RunEnv(), log, seed=seed,
+                              data_root=data_root, submission=engine.Submission("test", "1xcpu", "closed"),
+                              cache_cleared=False)
+    return outcome, log.close(finished=outcome.ended_by_rules)
+
+
 def run_cli(*args, nproc: int = 1, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``mlperf-train ARGS`` in a fresh process (``torchrun --nproc_per_node=N -m mlperf_train``
     when ``nproc`` > 1, one intra-op thread per rank: the ranks share the cores, and

@@ -7,14 +7,12 @@ import types
 import pytest
 import yaml
 
-from helpers import ROOT, read_events, run_cli
-from mlperf_train import compliance, engine, whitelist
+from helpers import ROOT, read_events, run_cli, run_one_block_log
+from mlperf_train import compliance, whitelist
 from mlperf_train.benchmark import Artifacts, Dataset, no_progress
 from mlperf_train.cli import main as cli
 from mlperf_train.distributed import RunEnv
 from mlperf_train.hparams import load_preset
-from mlperf_train.mllog import ResultLog
-from mlperf_train.rules import benchmark_rules
 from references.resnet.benchmark import BENCHMARK, ResnetSettings
 
 TINY_SETTINGS = {"image_size": 32, "eval_resize": 37, "width": 4, "blocks": [1, 1, 1, 1], "num_outputs": 5,
@@ -41,11 +39,7 @@ def tiny_data(tmp_path_factory):
 
 def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, capsys):
     preset = tiny_preset(tmp_path)
-    log = ResultLog(tmp_path / "result_0.txt")
-    outcome = engine.run_once(BENCHMARK, preset, benchmark_rules("resnet"), RunEnv(), log, seed=3,
-                              data_root=tiny_data, submission=engine.Submission("test", "1xcpu", "closed"),
-                              cache_cleared=False)
-    path = log.close(finished=outcome.ended_by_rules)
+    outcome, path = run_one_block_log(BENCHMARK, preset, tmp_path, tiny_data, seed=3)
     assert outcome.ended_by_rules and outcome.epochs == 1, outcome.reason
     assert 0.0 <= outcome.quality["top1_accuracy"] <= 1.0
     events = read_events(path)

@@ -14,12 +14,10 @@ import pytest
 import torch
 import yaml
 
-from helpers import ROOT, read_events, run_cli
+from helpers import ROOT, read_events, run_cli, run_one_block_log
 from mlperf_train import compliance, engine
 from mlperf_train.cli import main as cli
-from mlperf_train.distributed import RunEnv
 from mlperf_train.hparams import load_preset
-from mlperf_train.mllog import ResultLog
 from mlperf_train.rules import benchmark_rules
 from references.ssd.benchmark import BENCHMARK, SsdSettings
 
@@ -51,11 +49,7 @@ def official_errors(log):
 
 def test_one_block_and_one_evaluation_through_the_engine(tmp_path, tiny_data, capsys):
     preset = load_preset(tiny_preset_file(tmp_path), settings_class=SsdSettings, expected_benchmark="ssd")
-    log = ResultLog(tmp_path / "result_0.txt")
-    outcome = engine.run_once(BENCHMARK, preset, benchmark_rules("ssd"), RunEnv(), log, seed=3,
-                              data_root=tiny_data, submission=engine.Submission("test", "1xcpu", "closed"),
-                              cache_cleared=False)
-    path = log.close(finished=outcome.ended_by_rules)
+    outcome, path = run_one_block_log(BENCHMARK, preset, tmp_path, tiny_data, seed=3)
     assert outcome.ended_by_rules and outcome.epochs == 1, outcome.reason
     assert 0.0 <= outcome.quality["mAP"] <= 1.0
     events = read_events(path)
@@ -85,11 +79,7 @@ def test_reference_preset_log_of_one_tiny_block_passes_all_but_the_target(tmp_pa
     BENCHMARK.generate_small(data, settings, seed=0)
     reference = load_preset(ROOT / "hparams/ssd/reference.yaml", settings_class=SsdSettings, expected_benchmark="ssd")
     preset = dataclasses.replace(reference, max_epochs=40, settings=settings)
-    log = ResultLog(tmp_path / "result_0.txt")
-    outcome = engine.run_once(BENCHMARK, preset, benchmark_rules("ssd"), RunEnv(), log, seed=5,
-                              data_root=data, submission=engine.Submission("test", "1xcpu", "closed"),
-                              cache_cleared=False)
-    path = log.close(finished=outcome.ended_by_rules)
+    outcome, path = run_one_block_log(BENCHMARK, preset, tmp_path, data, seed=5)
     assert outcome.ended_by_rules and outcome.epochs == 40, outcome.reason
     events = read_events(path)
     assert [(e["metadata"]["first_epoch_num"], e["metadata"]["epoch_count"])
