@@ -279,3 +279,56 @@ def test_backbone_bn_is_recalibrated_on_whole_images(tmp_path):
         after = features(images).std()
     assert before > 100
     assert 0.05 < after < 5
+
+
+def test_scaled_body_keeps_its_function_up_to_the_scale_through_the_r50_pkl(tmp_path):
+    """``scale_residual_stream(stages=4)``: every FPN input C2..C5 is the factor times the
+    old one, in eval mode and after folding into the saved R-50.pkl's FrozenBN body."""
+    from references.coco.resnet_scale import scale_residual_stream
+
+    torch.manual_seed(0)
+    body = resnet_body(4, norm_layer=torch.nn.BatchNorm2d)
+    body.train()
+    with torch.no_grad():
+        for _ in range(3):   # non-trivial running statistics
+            body(torch.randn(4, 3, 64, 64) * 50)
+        for bn in (m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+    body.eval()
+
+    def stages(net, x):
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        out = []
+        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+            x = stage(x)
+            out.append(x)
+        return out
+
+    x = torch.randn(2, 3, 96, 96) * 50
+    with torch.no_grad():
+        before = stages(body, x)
+        scale_residual_stream(body, 0.3, stages=4)
+        after = stages(body, x)
+        detectron_weights.save_from(body, tmp_path / "R-50.pkl")
+        frozen = resnet_body(4)
+        detectron_weights.load_into(frozen, tmp_path / "R-50.pkl")
+        folded = stages(frozen.eval(), x)
+    for old, new, fold in zip(before, after, folded):
+        assert old.abs().max() > 0.1
+        assert torch.allclose(new, 0.3 * old, rtol=1e-3, atol=1e-4 * old.abs().max())
+        assert torch.allclose(fold, 0.3 * old, rtol=1e-3, atol=1e-4 * old.abs().max())
+    with pytest.raises(ValueError):
+        scale_residual_stream(body, 0.5, stages=5)
+
+
+def test_generated_body_has_the_chosen_feature_rms(tmp_path):
+    from references.maskrcnn.benchmark import MaskrcnnBenchmark, MaskrcnnSettings, backbone_rms
+
+    settings = MaskrcnnSettings(width=4, synth_classes=2, synth_train_images=8, synth_val_images=1,
+                                synth_min_side=64, synth_max_side=96, pretrain_steps=0,
+                                bn_calibration_images=8, backbone_feature_rms=0.4)
+    MaskrcnnBenchmark().generate_small(tmp_path, settings, seed=0)
+    body = resnet_body(4)
+    detectron_weights.load_into(body, tmp_path / "artifacts" / "R-50.pkl")
+    assert backbone_rms(body, tmp_path) == pytest.approx(0.4, rel=1e-2)   # BN eps: not scaled

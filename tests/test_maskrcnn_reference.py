@@ -85,8 +85,8 @@ def test_two_processes_train_a_block_and_score_its_weights_as_one_process_does(t
 
 
 @pytest.mark.slow
-# Not calibrated: seeds 4 and 5 of the small preset diverge (its README). Seed 1 reaches the
-# target at epoch 3 (~290 s on a loaded core), longer than CI's ~4 minutes for a slow test.
+# Not calibrated (its README section 5: seeds 1-4 not rerun with the rescaled body). Seed 1
+# reached the target at epoch 3 unscaled (~290 s on a loaded core), longer than CI's ~4 minutes.
 @pytest.mark.beyond_ci
 def test_small_preset_reaches_its_target(tmp_path):
     result = run_cli("run", "maskrcnn", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "cpu",

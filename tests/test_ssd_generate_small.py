@@ -11,7 +11,8 @@ from references.coco.dataset import CocoIndex
 from references.ssd.benchmark import SsdSettings
 from references.ssd.data import EvalImages
 from references.ssd.model import load_resnet34_state, resnet34_at_width
-from references.ssd.synthetic import feature_rms, generate_small, scale_residual_stream
+from references.coco.resnet_scale import scale_residual_stream
+from references.ssd.synthetic import feature_rms, generate_small
 
 
 def test_generated_image_sizes_span_the_range(tmp_path):

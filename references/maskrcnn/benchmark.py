@@ -56,6 +56,8 @@ class MaskrcnnSettings:
     pretrain_steps: int = setting(300, allowed={"min": 0})     # 0: untrained stand-in weights
     # whole train images whose statistics become the folded BatchNorm's (0: the crops')
     bn_calibration_images: int = setting(64, allowed={"min": 0})
+    # rms the saved body's C2..C5 get on whole train images (0: as pretrained); see backbone_rms
+    backbone_feature_rms: float = setting(0.0, allowed={"min": 0})
 
     def __post_init__(self):
         object.__setattr__(self, "anchor_sizes", tuple(self.anchor_sizes))
@@ -83,21 +85,45 @@ def calibrate_batchnorm(features: torch.nn.Module, data_dir: Path, num_images: i
     into the statistics, as REF's ImageNet statistics hold for the images it sees. Untimed
     (``generate_small``).
     """
-    from references.coco.dataset import load_image
-    from references.maskrcnn.data import normalise, resize_image
-
-    index = CocoIndex(data_dir, "train", skip_empty=False, skip_crowd=True)
-    order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed)).tolist()[:num_images]
     for module in features.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.reset_running_stats()
             module.momentum = None   # cumulative average over the calibration batches
     features.train()
     with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            batch = [normalise(resize_image(load_image(index.record(i).path), (side, side)))
-                     for i in order[start:start + batch_size]]
-            features(torch.stack(batch))
+        for batch in _whole_images(data_dir, num_images, seed, batch_size, side):
+            features(batch)
+
+
+def _whole_images(data_dir: Path, num_images: int, seed: int, batch_size: int, side: int):
+    """Batches (float [b, 3, side, side], BGR×255 normalised) of ``num_images`` train images
+    drawn by ``seed``."""
+    from references.coco.dataset import load_image
+    from references.maskrcnn.data import normalise, resize_image
+
+    index = CocoIndex(data_dir, "train", skip_empty=False, skip_crowd=True)
+    order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed)).tolist()[:num_images]
+    for start in range(0, len(order), batch_size):
+        yield torch.stack([normalise(resize_image(load_image(index.record(i).path), (side, side)))
+                           for i in order[start:start + batch_size]])
+
+
+@torch.no_grad()
+def backbone_rms(body: torch.nn.Module, data_dir: Path, num_images: int = 32, seed: int = 0,
+                 batch_size: int = 16, side: int = 256) -> float:
+    """The rms of the FPN's inputs: √(mean over C2..C5 of each map's mean square), eval mode
+    (BN running statistics, as the folded FrozenBN computes), on ``num_images`` whole train
+    images at ``side``². Each stage counts equally, whatever its number of values."""
+    body.eval()
+    squares = torch.zeros(4)
+    batches = 0
+    for batch in _whole_images(data_dir, num_images, seed, batch_size, side):
+        x = body.maxpool(body.relu(body.bn1(body.conv1(batch))))
+        for k, stage in enumerate((body.layer1, body.layer2, body.layer3, body.layer4)):
+            x = stage(x)
+            squares[k] += x.pow(2).mean()
+        batches += 1
+    return float((squares / batches).mean().sqrt())
 
 
 @dataclasses.dataclass
@@ -132,6 +158,7 @@ class MaskrcnnBenchmark(Benchmark):
 
     def generate_small(self, data_dir, settings, seed=0):
         from references.coco.pretrain import object_crops, pretrain_classifier
+        from references.coco.resnet_scale import scale_residual_stream
         from references.coco.synthetic import write_coco
         from references.maskrcnn.backbone import resnet_body
         from references.maskrcnn.data import normalise
@@ -162,6 +189,10 @@ class MaskrcnnBenchmark(Benchmark):
         if s.bn_calibration_images > 0:
             calibrate_batchnorm(features, data_dir, s.bn_calibration_images, seed)
         body.eval()
+        if s.backbone_feature_rms > 0:
+            # the ROI box head diverged at the warmup's LR on FPN inputs at rms ~1.4
+            # (README section 5): scale the whole stream, the body's function up to the factor
+            scale_residual_stream(body, s.backbone_feature_rms / backbone_rms(body, data_dir, seed=seed), stages=4)
         detectron_weights.save_from(body, data_dir / "artifacts" / s.backbone_weights)
 
     def required_artifacts(self, preset):

@@ -11,7 +11,7 @@ A classifier fixes its features only up to scale (the linear head absorbs it), b
 Xavier-initialised extra layers and heads do not: with the pretrained trunk's 38×38 map at
 rms ~2.5 the width-8 model collapsed to "background" within 20 steps and never learned
 (references/ssd/README.md). So before saving, the trunk's residual stream is rescaled
-(:func:`scale_residual_stream`, exact: the whole ResNet-34 classifier computes the same
+(``references/coco/resnet_scale.py``, exact: the whole ResNet-34 classifier computes the same
 function) to a chosen rms of the 38×38 map on whole training images.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import nn
 from mlperf_train.benchmark import ARTIFACTS_DIR
 from references.coco.dataset import CocoIndex
 from references.coco.pretrain import pretrain_classifier
+from references.coco.resnet_scale import scale_residual_stream
 from references.coco.synthetic import write_coco
 from references.ssd.data import EvalImages
 from references.ssd.model import Backbone, resnet34_at_width
@@ -44,41 +45,6 @@ class _Trunk(nn.Module):
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
         return n.layer3(n.layer2(n.layer1(x)))
-
-
-def _scale_affine(bn: nn.BatchNorm2d, factor: float) -> None:
-    bn.weight.mul_(factor)
-    bn.bias.mul_(factor)
-
-
-def _scale_input_statistics(bn: nn.BatchNorm2d, factor: float) -> None:
-    bn.running_mean.mul_(factor)
-    bn.running_var.mul_(factor ** 2)
-
-
-@torch.no_grad()
-def scale_residual_stream(net: nn.Module, factor: float) -> None:
-    """Multiply the residual stream of a torchvision ResNet-34 (``BasicBlock``s), from the
-    stem through layer3, by ``factor`` > 0, in place: the affine parameters of every BN that
-    writes into it (stem ``bn1``, each block's ``bn2``, layer1-3 downsample BNs) scale by
-    ``factor``; the running statistics of every BN that reads it (each block's ``bn1``, every
-    downsample BN) by ``factor`` and ``factor²``. ReLU and max-pooling commute with a
-    positive factor, so layer1..layer3 outputs are ``factor`` times the old ones (train and
-    eval mode) and layer4, whose BNs read them, gives the same output as before (eval mode,
-    up to BN's eps): the classifier is unchanged."""
-    if factor <= 0:
-        raise ValueError(f"factor must be > 0, got {factor}")
-    _scale_affine(net.bn1, factor)
-    for layer in (net.layer1, net.layer2, net.layer3):
-        for block in layer:
-            _scale_input_statistics(block.bn1, factor)
-            _scale_affine(block.bn2, factor)
-            if block.downsample is not None:
-                _scale_input_statistics(block.downsample[1], factor)
-                _scale_affine(block.downsample[1], factor)
-    first = net.layer4[0]           # reads layer3's output and writes an unscaled stream
-    _scale_input_statistics(first.bn1, factor)
-    _scale_input_statistics(first.downsample[1], factor)
 
 
 @torch.no_grad()
