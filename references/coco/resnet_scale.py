@@ -2,7 +2,7 @@
 
 A classifier fixes its features only up to scale (its linear head absorbs it), but a
 detector's freshly initialised heads do not: SSD's Xavier heads collapsed on a trunk map at
-rms ~2.5, Mask R-CNN's ROI box head diverged on FPN inputs at rms ~1.4 (the README of each).
+rms ~2.5, Mask R-CNN's ROI box head diverged on FPN inputs at rms ~1.8 (the README of each).
 So ``generate_small`` of both rescales the pretrained stream before saving it, by changing
 only BatchNorm parameters, which leaves the network's function the same up to the factor.
 """

@@ -190,7 +190,7 @@ class MaskrcnnBenchmark(Benchmark):
             calibrate_batchnorm(features, data_dir, s.bn_calibration_images, seed)
         body.eval()
         if s.backbone_feature_rms > 0:
-            # the ROI box head diverged at the warmup's LR on FPN inputs at rms ~1.4
+            # the ROI box head diverged at the warmup's LR on FPN inputs at rms ~1.8
             # (README section 5): scale the whole stream, the body's function up to the factor
             scale_residual_stream(body, s.backbone_feature_rms / backbone_rms(body, data_dir, seed=seed), stages=4)
         detectron_weights.save_from(body, data_dir / "artifacts" / s.backbone_weights)

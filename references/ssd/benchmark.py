@@ -52,7 +52,7 @@ class SsdSettings:
     synth_max_size: int = setting(320, allowed={"min": 32})
     pretrain_steps: int = setting(400, allowed={"min": 0})
     # rms of the pretrained trunk's 38×38 map on whole train images, set by an exact rescaling
-    # of its residual stream (synthetic.scale_residual_stream): Xavier heads need inputs near 1
+    # of its residual stream (references/coco/resnet_scale.py): Xavier heads need inputs near 1
     backbone_feature_rms: float = setting(0.75, allowed={"min": 0.01})
 
 
