@@ -86,7 +86,7 @@ def test_two_processes_train_a_block_and_score_its_weights_as_one_process_does(t
 
 @pytest.mark.slow
 # Calibrated (its README section 5: 5 of 5 seeds, 432-543 s on one core); seed 1 meets the target
-# at epoch 4 in about 7.5 minutes, more than the ~6 minutes CI's 30-minute budget has left.
+# at epoch 4 (this test: 437 s on one thread), more than the ~6 minutes CI's 30-minute budget has left.
 @pytest.mark.beyond_ci
 def test_small_preset_reaches_its_target(tmp_path):
     result = run_cli("run", "maskrcnn", "--runs", "1", "--seed", "1", "--output", tmp_path, "--system", "cpu",
@@ -95,7 +95,8 @@ def test_small_preset_reaches_its_target(tmp_path):
     path = tmp_path / "cpu" / "maskrcnn" / "result_0.txt"
     stop = [e for e in read_events(path) if e["key"] == "run_stop"][0]
     assert stop["metadata"]["status"] == "success"
-    assert _official_checker(path) == []
+    failed = _official_checker(path)  # the official config knows only the real target (0.377 / 0.339)
+    assert len(failed) == 1 and "eval_accuracy" in failed[0], failed
     assert run_cli("check", path).returncode == 0
 
 
