@@ -265,8 +265,10 @@ def check_log(path: str, ruleset: str | None = None) -> list[str]:
     return [str(f) for f in judged.findings]
 
 
-def _log_files(paths, score) -> list[str]:
+def _log_files(paths) -> list[str]:
     """Files as given; a folder stands for the ``result_*.txt`` in it or in any folder below it."""
+    from mlperf_train import score   # score -> verdict -> this module: imported when used
+
     logs = []
     for path in paths:
         if not os.path.isdir(path):
@@ -282,10 +284,8 @@ def main(args) -> int:
     0 when every log is a compliant, converged run, 1 when one is not, 2 on unusable input."""
     import sys
 
-    from mlperf_train import score
-
     worst = EXIT_CLEAN
-    for path in _log_files(args.logs, score):
+    for path in _log_files(args.logs):
         try:
             problems = check_log(path, args.ruleset)
         except UsageError as error:
