@@ -1,14 +1,17 @@
 """Self-play throughput of the small preset's network and search: games/s, moves/s and
 readouts/s with 1 and with 2 worker processes, and where one process's time goes (cProfile).
 
-    python perf/minigo_selfplay_speed.py [--games 32] [--readouts 32] [--profile]
+    python perf/minigo_selfplay_speed.py [--games 32] [--readouts 32] [--pairs 3] [--profile]
 
-The same games (seeded) on each side; the 2-process number divided by the 1-process one
-is the scaling ratio. Timings depend on the machine's load: say so when quoting them.
+Each pair times one process and then 2 workers (the order alternates from pair to pair, so
+that drift in the machine's load falls on both sides); the scaling figure is the median of
+the per-pair ratios of readouts/s (games differ between the sides: workers draw their own
+seeds). Timings depend on the machine's load: say so when quoting them.
 """
 import argparse
 import cProfile
 import pstats
+import statistics
 import time
 
 import numpy as np
@@ -29,24 +32,32 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--games", type=int, default=32)
     parser.add_argument("--readouts", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     state = DualNet(**KWARGS).state_dict()
-    for workers in (0, 2):
-        pool = selfplay.SelfPlayPool(workers)
-        try:
-            if workers:   # warm the workers (imports) before timing
-                pool.play(KWARGS, state, params(2), workers, 1, 1)
-            start = time.perf_counter()
-            chunk, counts = pool.play(KWARGS, state, params(args.readouts), args.games, 0, args.games)
-            seconds = time.perf_counter() - start
-        finally:
+    pools = {0: selfplay.SelfPlayPool(0), 2: selfplay.SelfPlayPool(2)}
+    ratios = []
+    try:
+        pools[2].play(KWARGS, state, params(2), 2, 1, 1)     # warm the workers (imports) before timing
+        for pair in range(args.pairs):
+            rates = {}
+            for workers in ((0, 2) if pair % 2 == 0 else (2, 0)):
+                start = time.perf_counter()
+                _, counts = pools[workers].play(KWARGS, state, params(args.readouts), args.games, pair, args.games)
+                seconds = time.perf_counter() - start
+                rates[workers] = counts["moves"] * args.readouts / seconds
+                label = "1 process (in-process)" if workers == 0 else f"{workers} worker processes"
+                print(f"pair {pair} {label}: {counts['games']} games, {counts['moves']} moves in {seconds:.1f} s: "
+                      f"{counts['games'] / seconds:.2f} games/s, {counts['moves'] / seconds:.1f} moves/s, "
+                      f"{rates[workers]:.0f} readouts/s", flush=True)
+            ratios.append(rates[2] / rates[0])
+    finally:
+        for pool in pools.values():
             pool.close()
-        label = "1 process (in-process)" if workers == 0 else f"{workers} worker processes"
-        print(f"{label}: {counts['games']} games, {counts['moves']} moves in {seconds:.1f} s: "
-              f"{counts['games'] / seconds:.2f} games/s, {counts['moves'] / seconds:.1f} moves/s, "
-              f"{counts['moves'] * args.readouts / seconds:.0f} readouts/s")
+    print(f"2 workers / 1 process, readouts/s: median {statistics.median(ratios):.2f} "
+          f"over {len(ratios)} pairs ({', '.join(f'{r:.2f}' for r in ratios)})")
     if args.profile:
         torch.set_num_threads(1)
         model = DualNet(**KWARGS)
