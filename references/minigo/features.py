@@ -13,12 +13,16 @@ from references.minigo.go import BLACK, HISTORY, N, NUM_POINTS, Position
 NUM_PLANES = 2 * HISTORY + 1
 
 
-def planes(position: Position) -> np.ndarray:
-    """(17, 9, 9) float32 input planes of ``position``."""
+def planes(position: Position, symmetry: int = 0) -> np.ndarray:
+    """(17, 9, 9) float32 input planes of ``position``, transformed by ``symmetry`` (0: none;
+    the same as ``apply_to_planes`` afterwards, but it permutes 8 boards of bytes instead of
+    17 planes of floats)."""
     out = np.zeros((NUM_PLANES, NUM_POINTS), dtype=np.float32)
     me = position.to_play
-    history = np.asarray(position.history, dtype=np.int8)       # (h, 81), newest first
-    h = len(history)
+    h = len(position.history)
+    history = np.frombuffer(b"".join(position.history), dtype=np.int8).reshape(h, NUM_POINTS)  # newest first
+    if symmetry:
+        history = history[:, PERMUTATIONS[symmetry]]
     out[0:2 * h:2] = history == me
     out[1:2 * h:2] = history == -me
     if me == BLACK:

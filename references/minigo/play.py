@@ -20,13 +20,11 @@ def make_evaluator(model: torch.nn.Module, rng: np.random.Generator, symmetries:
     model.eval()
 
     def evaluate(positions):
-        x = np.stack([features.planes(p) for p in positions]).reshape(len(positions), features.NUM_PLANES, -1)
         sym = rng.integers(0, features.NUM_SYMMETRIES, len(positions)) if symmetries else \
             np.zeros(len(positions), dtype=np.int64)
-        perm = features.PERMUTATIONS[sym]                       # (B, 81)
-        x = np.take_along_axis(x, perm[:, None, :].repeat(x.shape[1], 1), axis=2)
-        with torch.no_grad():
-            logits, values = model(torch.from_numpy(x).view(len(positions), features.NUM_PLANES, 9, 9))
+        x = np.stack([features.planes(p, s) for p, s in zip(positions, sym.tolist())])
+        with torch.inference_mode():
+            logits, values = model(torch.from_numpy(x))
             probs = torch.softmax(logits, dim=1).numpy()
         out = probs.copy()
         out[:, :81] = np.take_along_axis(probs[:, :81], features.INVERSE[sym], axis=1)
