@@ -116,13 +116,13 @@ def test_a_run_without_gnu_go_says_how_to_install_it(tmp_path, cache, monkeypatc
 
 
 @pytest.mark.slow
-@pytest.mark.beyond_ci  # about 16 minutes on 2 cores: beyond CI's 30-minute budget (README section 7)
+@pytest.mark.beyond_ci  # about 14 minutes on 2 cores (seed 2: 806 s of run): beyond CI's 30-minute budget (README section 7)
 def test_small_preset_reaches_its_target(tmp_path):
     if gtp.find_gnugo() is None:
         if os.environ.get("CI") == "true":
             pytest.fail(gtp.INSTALL_HINT)
         pytest.skip(gtp.INSTALL_HINT)
-    # seed 2 reaches the target at generation 15, 552 s scored, 974 s of wall time (README section 7)
+    # seed 2 reaches the target at generation 15, 460.5 s scored, 806 s of wall time (README section 7)
     result = run_cli("run", "minigo", "--runs", "1", "--seed", "2", "--output", tmp_path, "--system", "small",
                      timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -94,23 +94,6 @@ def _liberties_up_to_2(board: Sequence[int], point: int) -> int:
     return 1 if first >= 0 else 0
 
 
-def group_and_liberties(board: Sequence[int], point: int) -> tuple[list[int], set[int]]:
-    """The chain of stones containing ``point`` and its liberties (flood fill)."""
-    color = board[point]
-    stones, liberties, frontier, seen = [point], set(), [point], {point}
-    while frontier:
-        p = frontier.pop()
-        for q in NEIGHBORS[p]:
-            v = board[q]
-            if v == EMPTY:
-                liberties.add(q)
-            elif v == color and q not in seen:
-                seen.add(q)
-                stones.append(q)
-                frontier.append(q)
-    return stones, liberties
-
-
 class Position:
     """A game state: board, side to move, ko point, move count, consecutive passes and the
     last ``HISTORY`` boards (newest first, for the input planes)."""
