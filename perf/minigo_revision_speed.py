@@ -8,8 +8,8 @@ The revision's ``references/minigo`` is read with ``git show`` into a temporary 
 (``rev_minigo``, its imports pointed at itself), so both versions run in this process on
 the same network weights (``--checkpoint``, a MiniGo model file such as the small preset's
 bootstrap, whose games end by passing as a run's do; else a freshly initialised network of
-the small preset's size, whose games run to the move cap): each pair plays the same self-play games (same seed) once with
-each version, the order alternating from pair to pair. It prints each side's seconds, the
+the small preset's size, whose games run to the move cap): each pair plays the same
+self-play games (same seed) once with each version, the order alternating from pair to pair. It prints each side's seconds, the
 median of the per-pair ratios (this tree / the revision; below 1: faster), and whether every
 game's moves, result and training examples are identical, which is what a speed-up that
 keeps the small preset's calibrated runs valid must show.
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from minigo_selfplay_speed import KWARGS as SMALL   # the small preset's network (perf/ is on sys.path)
 
 MODULES = ("go", "features", "mcts", "model", "play")
-SMALL = {"filters": 16, "blocks": 3, "value_fc": 32, "bn_decay": 0.95, "conv_bias": False}
 
 
 def load_revision(revision: str, folder: Path) -> dict:
